@@ -1,0 +1,27 @@
+//! Herald's pure domain logic.
+//!
+//! This crate performs no I/O: it never reads the clock, touches the network or
+//! the file system, and has no source of randomness. Time and random numbers are
+//! always passed in as arguments, which keeps every function deterministic and
+//! easy to test.
+//!
+//! Modules:
+//! - [`ids`]: time-sortable, prefixed identifiers (Crockford base32).
+//! - [`time`]: RFC 3339 formatting and parsing without a date crate.
+//! - [`retry`]: retry policies and the pure `decide` function.
+//! - [`status`]: delivery and job status machines.
+//! - [`signing`]: Standard Webhooks secrets, signatures and verification.
+//! - [`url_policy`]: target URL validation and SSRF policy.
+//! - [`envelope`]: the JSON payload envelope and byte truncation helpers.
+//! - [`event_type`]: event type names and subscription filters.
+
+#![deny(missing_docs)]
+
+pub mod envelope;
+pub mod event_type;
+pub mod ids;
+pub mod retry;
+pub mod signing;
+pub mod status;
+pub mod time;
+pub mod url_policy;

@@ -1,0 +1,375 @@
+//! Settings: command-line flags, then `HERALD_*` environment variables, then `herald.toml`, then defaults.
+//!
+//! A bad value stops start-up with an error that names the setting and where it came from.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Which parts of Herald a node runs (seed 000's dedicated dispatch nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts and answers API calls; delivers nothing.
+    Api,
+    /// Delivers; serves only health and metrics.
+    Worker,
+    /// Both.
+    All,
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "api" => Ok(Role::Api),
+            "worker" => Ok(Role::Worker),
+            "all" => Ok(Role::All),
+            _ => Err("expected api, worker or all".into()),
+        }
+    }
+}
+
+impl Role {
+    /// Whether this node serves the API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+    /// Whether this node runs the delivery engine.
+    pub fn delivers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+/// Delivery engine settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Requests in flight at once across all endpoints.
+    pub concurrency: usize,
+    /// Per-attempt timeout when an endpoint sets none.
+    pub default_timeout_ms: u32,
+    /// Per-endpoint in-flight limit when an endpoint sets none.
+    pub default_max_in_flight: u32,
+    /// Longest sleep between looks for due work when nothing wakes the engine.
+    pub poll_interval_ms: u64,
+    /// Lease slack beyond an attempt's timeout before another worker may take the delivery.
+    pub lease_ms: i64,
+    /// How long failed deliveries (the dead-letter set) are kept.
+    pub dead_letter_ttl_days: u32,
+    /// How long delivered and cancelled deliveries are kept.
+    pub retention_days: u32,
+    /// How often finished deliveries past retention are purged.
+    pub purge_interval_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            concurrency: 512,
+            default_timeout_ms: 15_000,
+            default_max_in_flight: 16,
+            poll_interval_ms: 1_000,
+            lease_ms: 30_000,
+            dead_letter_ttl_days: 30,
+            retention_days: 30,
+            purge_interval_ms: 60_000,
+        }
+    }
+}
+
+/// Everything a Herald node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API listen address.
+    pub listen: SocketAddr,
+    /// Data directory: SQLite database, admin token, blobs.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded store.
+    pub database_url: Option<String>,
+    /// Admin token; generated and saved in the data dir when unset.
+    pub admin_token: Option<String>,
+    /// Permit delivery to loopback and private addresses (SSRF guard off).
+    pub allow_private_targets: bool,
+    /// Regex every target URL must match.
+    pub url_allowlist: Option<String>,
+    /// Largest accepted request body.
+    pub max_payload_bytes: usize,
+    /// What this node runs.
+    pub role: Role,
+    /// Delivery engine settings.
+    pub delivery: DeliveryConfig,
+}
+
+impl Config {
+    /// Defaults with the given data directory (handy for tests and embedding).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: "127.0.0.1:8000".parse().expect("valid default address"),
+            data_dir: data_dir.into(),
+            database_url: None,
+            admin_token: None,
+            allow_private_targets: false,
+            url_allowlist: None,
+            max_payload_bytes: 1024 * 1024,
+            role: Role::All,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+
+    /// Build the configuration from flags (`setting name -> value`, names as in `herald.toml`), the process
+    /// environment, and the config file (`config_file`, else `./herald.toml` if present).
+    pub fn load(
+        flags: &HashMap<&'static str, String>,
+        config_file: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("HERALD_"))
+            .collect();
+        let file = match config_file {
+            Some(path) => Some(read_toml(path)?),
+            None if Path::new("herald.toml").exists() => Some(read_toml(Path::new("herald.toml"))?),
+            None => None,
+        };
+        Layers {
+            flags,
+            env: &env,
+            file: file.as_ref(),
+        }
+        .resolve()
+    }
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting} (from {source_name}): {message}")]
+pub struct ConfigError {
+    /// The setting's name as in `herald.toml`.
+    pub setting: String,
+    /// Where the value came from (a flag, an environment variable or the file).
+    pub source_name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
+    let err = |message: String| ConfigError {
+        setting: "config file".into(),
+        source_name: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    text.parse::<toml::Table>().map_err(|e| err(e.to_string()))
+}
+
+struct Layers<'a> {
+    flags: &'a HashMap<&'static str, String>,
+    env: &'a HashMap<String, String>,
+    file: Option<&'a toml::Table>,
+}
+
+impl Layers<'_> {
+    /// The raw value of `key` and where it came from, from the first layer that has it.
+    fn raw(&self, key: &str) -> Option<(String, String)> {
+        if let Some(v) = self.flags.get(key) {
+            return Some((v.clone(), format!("--{}", key.replace('_', "-"))));
+        }
+        let env_name = format!("HERALD_{}", key.to_ascii_uppercase());
+        if let Some(v) = self.env.get(&env_name) {
+            return Some((v.clone(), env_name));
+        }
+        let value = self.file?.get(key)?;
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => format!("{value:?}"),
+        };
+        Some((text, format!("herald.toml key {key}")))
+    }
+
+    fn get<T: FromStr>(&self, key: &str, expected: &str) -> Result<Option<T>, ConfigError> {
+        let Some((value, source_name)) = self.raw(key) else {
+            return Ok(None);
+        };
+        value
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| ConfigError {
+                setting: key.into(),
+                source_name,
+                message: format!("{value:?} is not {expected}"),
+            })
+    }
+
+    fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut c = Config::with_data_dir("./herald-data");
+        let d = &mut c.delivery;
+        macro_rules! set {
+            ($field:expr, $key:literal, $what:literal) => {
+                if let Some(v) = self.get($key, $what)? {
+                    $field = v;
+                }
+            };
+        }
+        set!(d.concurrency, "concurrency", "a positive integer");
+        set!(
+            d.default_timeout_ms,
+            "default_timeout_ms",
+            "a number of milliseconds"
+        );
+        set!(
+            d.default_max_in_flight,
+            "default_max_in_flight",
+            "a positive integer"
+        );
+        set!(
+            d.poll_interval_ms,
+            "poll_interval_ms",
+            "a number of milliseconds"
+        );
+        set!(d.lease_ms, "lease_ms", "a number of milliseconds");
+        set!(
+            d.dead_letter_ttl_days,
+            "dead_letter_ttl_days",
+            "a number of days"
+        );
+        set!(d.retention_days, "retention_days", "a number of days");
+        set!(
+            d.purge_interval_ms,
+            "purge_interval_ms",
+            "a number of milliseconds"
+        );
+        set!(c.listen, "listen", "an address like 127.0.0.1:8000");
+        set!(c.data_dir, "data_dir", "a path");
+        set!(
+            c.allow_private_targets,
+            "allow_private_targets",
+            "true or false"
+        );
+        set!(
+            c.max_payload_bytes,
+            "max_payload_bytes",
+            "a number of bytes"
+        );
+        c.database_url = self.get("database_url", "a URL")?;
+        c.admin_token = self.get("admin_token", "a token")?;
+        c.url_allowlist = self.get("url_allowlist", "a regular expression")?;
+        if let Some((value, source_name)) = self.raw("role") {
+            c.role = value.parse().map_err(|message| ConfigError {
+                setting: "role".into(),
+                source_name,
+                message,
+            })?;
+        }
+        self.check(&c)?;
+        Ok(c)
+    }
+
+    fn check(&self, c: &Config) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| {
+            let source_name = self
+                .raw(key)
+                .map(|(_, s)| s)
+                .unwrap_or_else(|| "default".into());
+            Err(ConfigError {
+                setting: key.into(),
+                source_name,
+                message: message.into(),
+            })
+        };
+        if c.delivery.concurrency == 0 {
+            return fail("concurrency", "must be at least 1");
+        }
+        if c.delivery.default_max_in_flight == 0 {
+            return fail("default_max_in_flight", "must be at least 1");
+        }
+        if c.delivery.default_timeout_ms == 0 || c.delivery.default_timeout_ms > 300_000 {
+            return fail("default_timeout_ms", "must be between 1 and 300000");
+        }
+        if c.max_payload_bytes < 1024 {
+            return fail("max_payload_bytes", "must be at least 1024");
+        }
+        if let Some(pattern) = &c.url_allowlist {
+            if let Err(e) = herald_core::url_policy::UrlPolicy::new(false, Some(pattern)) {
+                return fail(
+                    "url_allowlist",
+                    &format!("not a valid regular expression: {e}"),
+                );
+            }
+        }
+        if let Some(url) = &c.database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return fail(
+                    "database_url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                );
+            }
+        }
+        if matches!(&c.admin_token, Some(t) if t.len() < 16) {
+            return fail("admin_token", "must be at least 16 characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers<'a>(
+        flags: &'a HashMap<&'static str, String>,
+        env: &'a HashMap<String, String>,
+        file: Option<&'a toml::Table>,
+    ) -> Layers<'a> {
+        Layers { flags, env, file }
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let flags = HashMap::from([("listen", "127.0.0.1:1".to_string())]);
+        let env = HashMap::from([
+            ("HERALD_LISTEN".to_string(), "127.0.0.1:2".to_string()),
+            ("HERALD_CONCURRENCY".to_string(), "7".to_string()),
+        ]);
+        let file: toml::Table = "listen = '127.0.0.1:3'\nconcurrency = 9\nretention_days = 5"
+            .parse()
+            .unwrap();
+        let c = layers(&flags, &env, Some(&file)).resolve().unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.delivery.concurrency, 7);
+        assert_eq!(c.delivery.retention_days, 5);
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_source() {
+        let flags = HashMap::new();
+        let env = HashMap::from([("HERALD_LISTEN".to_string(), "nowhere".to_string())]);
+        let err = layers(&flags, &env, None).resolve().unwrap_err();
+        assert_eq!(err.setting, "listen");
+        assert_eq!(err.source_name, "HERALD_LISTEN");
+        let env = HashMap::from([("HERALD_URL_ALLOWLIST".to_string(), "(".to_string())]);
+        let err = layers(&flags, &env, None).resolve().unwrap_err();
+        assert!(err.to_string().contains("url_allowlist"), "{err}");
+        let env = HashMap::from([("HERALD_ROLE".to_string(), "boss".to_string())]);
+        assert_eq!(
+            layers(&flags, &env, None).resolve().unwrap_err().setting,
+            "role"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let (flags, env) = (HashMap::new(), HashMap::new());
+        let c = layers(&flags, &env, None).resolve().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.data_dir, PathBuf::from("./herald-data"));
+        assert_eq!(c.max_payload_bytes, 1024 * 1024);
+        assert!(!c.allow_private_targets);
+        assert_eq!(c.delivery.dead_letter_ttl_days, 30);
+    }
+}

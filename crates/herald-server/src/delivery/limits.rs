@@ -1,0 +1,98 @@
+//! Per-dispatch-key (endpoint) in-flight counts and request pacing, so one slow or rate-limited endpoint cannot
+//! take the capacity other endpoints need.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct KeyState {
+    in_flight: u32,
+    max: u32,
+    /// Earliest start of the next request under a rate limit.
+    next_slot: Option<Instant>,
+}
+
+/// In-flight bookkeeping shared by the dispatcher and its attempt tasks. A std `Mutex` is right here: it is
+/// held for a few map operations and never across an `.await`.
+#[derive(Default)]
+pub struct Limits {
+    keys: Mutex<HashMap<String, KeyState>>,
+}
+
+impl Limits {
+    /// Count one request starting for `key`, whose limit is `max`.
+    pub fn acquire(&self, key: &str, max: u32) {
+        let mut keys = self.keys.lock().expect("limits lock");
+        let state = keys.entry(key.to_string()).or_default();
+        state.in_flight += 1;
+        state.max = max;
+    }
+
+    /// Count one request of `key` finished.
+    pub fn release(&self, key: &str) {
+        let mut keys = self.keys.lock().expect("limits lock");
+        if let Some(state) = keys.get_mut(key) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            let paced = state.next_slot.is_some_and(|t| t > Instant::now());
+            if state.in_flight == 0 && !paced {
+                keys.remove(key);
+            }
+        }
+    }
+
+    /// In-flight counts per key, and the keys at their limit.
+    pub fn snapshot(&self) -> (HashMap<String, u32>, Vec<String>) {
+        let keys = self.keys.lock().expect("limits lock");
+        let counts = keys
+            .iter()
+            .filter(|(_, s)| s.in_flight > 0)
+            .map(|(k, s)| (k.clone(), s.in_flight))
+            .collect();
+        let saturated = keys
+            .iter()
+            .filter(|(_, s)| s.in_flight >= s.max)
+            .map(|(k, _)| k.clone())
+            .collect();
+        (counts, saturated)
+    }
+
+    /// Reserve the next start time for `key` under `per_second`; `None` means start now.
+    pub fn pace(&self, key: &str, per_second: u32) -> Option<Instant> {
+        let spacing = Duration::from_secs(1) / per_second.max(1);
+        let now = Instant::now();
+        let mut keys = self.keys.lock().expect("limits lock");
+        let state = keys.entry(key.to_string()).or_default();
+        let start = state.next_slot.filter(|t| *t > now).unwrap_or(now);
+        state.next_slot = Some(start + spacing);
+        (start > now).then_some(start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_follows_counts() {
+        let limits = Limits::default();
+        limits.acquire("a", 2);
+        limits.acquire("a", 2);
+        limits.acquire("b", 5);
+        let (counts, saturated) = limits.snapshot();
+        assert_eq!(counts["a"], 2);
+        assert_eq!(saturated, vec!["a".to_string()]);
+        limits.release("a");
+        assert!(limits.snapshot().1.is_empty());
+        assert_eq!(limits.snapshot().0.values().sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn pacing_spaces_requests() {
+        let limits = Limits::default();
+        assert!(limits.pace("k", 10).is_none());
+        let second = limits.pace("k", 10).expect("second request waits");
+        let third = limits.pace("k", 10).expect("third request waits");
+        assert_eq!(third - second, Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,328 @@
+//! `/v1/endpoints`: subscriptions (create, list, get, patch, delete, rotate secret, replay).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use herald_core::event_type::validate_filter;
+use herald_core::retry::RetryPolicy;
+use herald_core::signing::Secret;
+use herald_core::time::parse_rfc3339;
+use herald_core::url_policy::TargetUrl;
+use herald_store::{EndpointFilter, EndpointRecord, Page};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, QueryParams};
+use super::views;
+use crate::app::{now_ms, AppState};
+use crate::random;
+
+/// How long the previous secret keeps signing after a rotation.
+const ROTATION_OVERLAP_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Headers Herald sets itself; an endpoint may not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-correlation-id",
+    "te",
+    "upgrade",
+    "keep-alive",
+];
+
+/// Fields a client may set on create (url required) and patch (all optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointInput {
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    secret: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    retry_policy: Option<RetryPolicy>,
+    timeout_ms: Option<u32>,
+    rate_limit_per_s: Option<u32>,
+    max_in_flight: Option<u32>,
+    disabled: Option<bool>,
+    description: Option<String>,
+    metadata: Option<Value>,
+}
+
+/// Check a target URL: syntax (422 `url`) and the node's URL policy.
+pub fn check_url(state: &AppState, field: &str, url: &str) -> ApiResult<TargetUrl> {
+    let target = TargetUrl::parse(url).map_err(|e| ApiError::invalid(field, e.to_string()))?;
+    state
+        .url_policy
+        .check_url(&target)
+        .map_err(|e| ApiError::invalid(field, e.to_string()))?;
+    Ok(target)
+}
+
+/// Check extra headers: valid names and values, none Herald sets itself.
+pub fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ApiError::invalid(field, "not a valid header name"));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(ApiError::invalid(field, "this header is set by Herald"));
+        }
+        if axum::http::HeaderValue::from_str(value).is_err() {
+            return Err(ApiError::invalid(field, "not a valid header value"));
+        }
+    }
+    Ok(())
+}
+
+/// Check a retry policy's values (its shape was checked when parsing).
+pub fn check_policy(policy: &RetryPolicy) -> ApiResult<()> {
+    policy
+        .validate()
+        .map_err(|e| ApiError::invalid("retry_policy", e.to_string()))
+}
+
+impl EndpointInput {
+    fn apply(self, state: &AppState, ep: &mut EndpointRecord) -> ApiResult<()> {
+        if let Some(url) = self.url {
+            ep.url = check_url(state, "url", &url)?.into_string();
+        }
+        if let Some(types) = self.event_types {
+            for t in &types {
+                validate_filter(t).map_err(|e| ApiError::invalid("event_types", e.to_string()))?;
+            }
+            ep.event_types = types;
+        }
+        if let Some(secret) = self.secret {
+            Secret::parse(&secret).map_err(|e| ApiError::invalid("secret", e.to_string()))?;
+            ep.secret = secret;
+        }
+        if let Some(headers) = self.headers {
+            check_headers(&headers)?;
+            ep.headers = headers;
+        }
+        if let Some(policy) = self.retry_policy {
+            check_policy(&policy)?;
+            ep.retry_policy = policy;
+        }
+        if let Some(t) = self.timeout_ms {
+            if !(1..=300_000).contains(&t) {
+                return Err(ApiError::invalid(
+                    "timeout_ms",
+                    "timeout_ms must be between 1 and 300000",
+                ));
+            }
+            ep.timeout_ms = t;
+        }
+        if let Some(r) = self.rate_limit_per_s {
+            if r == 0 {
+                return Err(ApiError::invalid(
+                    "rate_limit_per_s",
+                    "rate_limit_per_s must be at least 1",
+                ));
+            }
+            ep.rate_limit_per_s = Some(r);
+        }
+        if let Some(m) = self.max_in_flight {
+            if !(1..=1024).contains(&m) {
+                return Err(ApiError::invalid(
+                    "max_in_flight",
+                    "max_in_flight must be between 1 and 1024",
+                ));
+            }
+            ep.max_in_flight = m;
+        }
+        if let Some(d) = self.disabled {
+            ep.disabled = d;
+        }
+        if let Some(d) = self.description {
+            ep.description = Some(d);
+        }
+        if let Some(m) = self.metadata {
+            if !m.is_object() {
+                return Err(ApiError::invalid(
+                    "metadata",
+                    "metadata must be a JSON object",
+                ));
+            }
+            ep.metadata = m;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh endpoint record with the node's defaults, before the client's fields are applied.
+pub fn new_endpoint(state: &AppState, tenant_id: &str, now: i64) -> EndpointRecord {
+    EndpointRecord {
+        id: herald_core::ids::encode_id("ep", now as u64, rand_u128()),
+        tenant_id: tenant_id.to_string(),
+        url: String::new(),
+        event_types: vec!["*".into()],
+        secret: random::signing_secret(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
+        headers: BTreeMap::new(),
+        retry_policy: RetryPolicy::default(),
+        timeout_ms: state.config.delivery.default_timeout_ms,
+        rate_limit_per_s: None,
+        max_in_flight: state.config.delivery.default_max_in_flight,
+        disabled: false,
+        description: None,
+        metadata: json!({}),
+        created_ms: now,
+        updated_ms: now,
+    }
+}
+
+fn rand_u128() -> u128 {
+    use rand::Rng;
+    rand::rng().random()
+}
+
+/// `POST /v1/endpoints`
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(input): JsonBody<EndpointInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if input.url.is_none() {
+        return Err(ApiError::invalid("url", "missing field `url`"));
+    }
+    let mut ep = new_endpoint(&state, &caller.tenant_id, now_ms());
+    input.apply(&state, &mut ep)?;
+    state.store.create_endpoint(&ep).await?;
+    Ok((StatusCode::CREATED, Json(views::endpoint(&ep, true))))
+}
+
+/// Query of `GET /v1/endpoints`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    event_type: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/endpoints`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = Page {
+        limit: views::limit(q.limit)?,
+        after: q
+            .cursor
+            .as_deref()
+            .map(|c| views::decode_cursor(c, "ep"))
+            .transpose()?,
+        offset: 0,
+    };
+    let filter = EndpointFilter {
+        event_type: q.event_type,
+    };
+    let listing = state
+        .store
+        .list_endpoints(&caller.tenant_id, &filter, &page)
+        .await?;
+    let data = listing
+        .items
+        .iter()
+        .map(|ep| views::endpoint(ep, false))
+        .collect();
+    Ok(Json(views::page(data, listing.next_after)))
+}
+
+/// `GET /v1/endpoints/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
+    Ok(Json(views::endpoint(&ep, false)))
+}
+
+/// `GET /v1/endpoints/{id}/secret`
+pub async fn secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
+    Ok(Json(json!({ "secret": ep.secret })))
+}
+
+/// `PATCH /v1/endpoints/{id}`
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<EndpointInput>,
+) -> ApiResult<Json<Value>> {
+    let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
+    input.apply(&state, &mut ep)?;
+    ep.updated_ms = now_ms();
+    state.store.update_endpoint(&ep).await?;
+    Ok(Json(views::endpoint(&ep, false)))
+}
+
+/// `DELETE /v1/endpoints/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .delete_endpoint(&caller.tenant_id, &id, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/endpoints/{id}/rotate-secret`: the old secret keeps signing for 24 h beside the new one.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
+    let now = now_ms();
+    ep.previous_secret = Some(std::mem::replace(&mut ep.secret, random::signing_secret()));
+    ep.previous_secret_expires_ms = Some(now + ROTATION_OVERLAP_MS);
+    ep.updated_ms = now;
+    state.store.update_endpoint(&ep).await?;
+    Ok(Json(views::endpoint(&ep, true)))
+}
+
+/// Query of the replay route.
+#[derive(Debug, Deserialize)]
+pub struct ReplayQuery {
+    since: String,
+}
+
+/// `POST /v1/endpoints/{id}/replay?since=<RFC 3339>`: new deliveries of the endpoint's events since then.
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<ReplayQuery>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let since = parse_rfc3339(&q.since)
+        .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))?;
+    let count = state
+        .store
+        .replay_endpoint(&caller.tenant_id, &id, since, now_ms())
+        .await?;
+    state.work_ready.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": count }))))
+}

@@ -1,0 +1,122 @@
+//! API errors: `{"error": {"code", "message", "details"?}}` with the right status. Each variant documents its
+//! status; handlers return `Result<_, ApiError>` and never build error bodies by hand.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_store::StoreError;
+use serde_json::{json, Value};
+
+/// Everything an API call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400: a query parameter or path segment is malformed.
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: no token, or not a valid one.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403: the token is valid but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such record for this tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: the record's state does not allow the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than `max_payload_bytes`.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 422: a field is missing, mistyped or invalid.
+    #[error("{message}")]
+    Validation {
+        /// The offending field (dotted path).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// 503: the store cannot be reached right now.
+    #[error("the store is unavailable; retry shortly")]
+    Unavailable(String),
+    /// 500: a bug or a corrupt record; details go to the log, not the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error answering a request")
+            }
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            _ => {}
+        }
+        let mut error = json!({"code": code, "message": self.to_string()});
+        let details: Option<Value> = match &self {
+            ApiError::Validation { field, .. } => Some(json!({"field": field})),
+            _ => None,
+        };
+        if let Some(details) = details {
+            error["details"] = details;
+        }
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

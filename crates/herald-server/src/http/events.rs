@@ -1,0 +1,136 @@
+//! `/v1/events`: publish an event (fan-out to matching endpoints) and read it back.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use herald_core::event_type::EventType;
+use herald_store::{NewEvent, Published};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::JsonBody;
+use super::views;
+use crate::app::{now_ms, AppState};
+use crate::random;
+
+/// Body of `POST /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishInput {
+    event_type: String,
+    payload: Box<RawValue>,
+    idempotency_key: Option<String>,
+}
+
+/// The request's `x-correlation-id`, or a new one. 400 when present but unusable.
+pub fn correlation_id(headers: &HeaderMap, now: i64) -> ApiResult<String> {
+    match headers.get("x-correlation-id") {
+        None => Ok(random::correlation_id(now)),
+        Some(v) => {
+            let text = v.to_str().unwrap_or("");
+            if text.is_empty() || text.len() > 200 || !text.chars().all(|c| c.is_ascii_graphic()) {
+                Err(ApiError::bad_request(
+                    "invalid_correlation_id",
+                    "x-correlation-id must be 1-200 visible ASCII characters",
+                ))
+            } else {
+                Ok(text.to_string())
+            }
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap, body_key: Option<String>) -> ApiResult<Option<String>> {
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key is not text")
+        })?;
+    let key = body_key.or(header_key);
+    if let Some(k) = &key {
+        if k.is_empty() || k.len() > 256 {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "idempotency_key must be 1-256 characters",
+            ));
+        }
+    }
+    Ok(key)
+}
+
+/// Publish through the store and wake the engine; shared by `/v1/events` and the compatibility routes.
+pub async fn publish_event(
+    state: &AppState,
+    tenant_id: &str,
+    event_type: &str,
+    payload: String,
+    idempotency_key: Option<String>,
+    correlation_id: String,
+) -> ApiResult<Published> {
+    let event_type =
+        EventType::parse(event_type).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
+    let published = state
+        .store
+        .publish(NewEvent {
+            tenant_id: tenant_id.to_string(),
+            event_type: event_type.as_str().to_string(),
+            payload,
+            idempotency_key,
+            correlation_id,
+            now_ms: now_ms(),
+        })
+        .await?;
+    if !published.deliveries.is_empty() && !published.replayed {
+        state.work_ready.notify_one();
+    }
+    Ok(published)
+}
+
+/// `POST /v1/events`
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<PublishInput>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+    let correlation = correlation_id(&headers, now_ms())?;
+    let key = idempotency_key(&headers, input.idempotency_key)?;
+    let published = publish_event(
+        &state,
+        &caller.tenant_id,
+        &input.event_type,
+        input.payload.get().to_string(),
+        key,
+        correlation,
+    )
+    .await?;
+    let mut out = HeaderMap::new();
+    if published.replayed {
+        out.insert(
+            "idempotent-replayed",
+            "true".parse().expect("static header value"),
+        );
+    }
+    let body = json!({
+        "id": published.event.id,
+        "event_type": published.event.event_type,
+        "correlation_id": published.event.correlation_id,
+        "deliveries": published.deliveries,
+    });
+    Ok((StatusCode::ACCEPTED, out, Json(body)))
+}
+
+/// `GET /v1/events/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let event = state.store.get_event(&caller.tenant_id, &id).await?;
+    Ok(Json(views::event(&event)))
+}

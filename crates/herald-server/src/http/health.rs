@@ -1,0 +1,43 @@
+//! `/healthz` (liveness) and `/health` (store reachable, queue depth, engine load); no auth.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::{now_ms, AppState};
+
+/// `GET /healthz`: the process answers.
+pub async fn liveness() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /health`: 200 when the store answers, 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store_kind = state.store.kind();
+    let stats = state.store.stats(now_ms()).await;
+    let workers = state
+        .engine
+        .as_ref()
+        .map(|e| json!({ "in_flight": e.in_flight(), "capacity": e.capacity() }));
+    match stats {
+        Ok(stats) => (
+            StatusCode::OK,
+            Json(json!({
+                "status": "ok",
+                "store": { "kind": store_kind, "reachable": true },
+                "queue": stats,
+                "workers": workers,
+                "role": format!("{:?}", state.config.role).to_lowercase(),
+            })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "store": { "kind": store_kind, "reachable": false, "error": e.to_string() },
+                "workers": workers,
+            })),
+        ),
+    }
+}

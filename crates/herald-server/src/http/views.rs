@@ -1,0 +1,123 @@
+//! JSON shapes of records as the API shows them (times as RFC 3339).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use herald_core::ids::is_valid_id;
+use herald_core::time::format_rfc3339_ms;
+use herald_store::{AttemptRecord, DeliveryRecord, EndpointRecord, EventRecord};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+
+/// RFC 3339 of a millisecond timestamp.
+pub fn time(ms: i64) -> String {
+    format_rfc3339_ms(ms)
+}
+
+/// An endpoint; the secret only when `with_secret`.
+pub fn endpoint(ep: &EndpointRecord, with_secret: bool) -> Value {
+    let mut v = json!({
+        "id": ep.id,
+        "url": ep.url,
+        "event_types": ep.event_types,
+        "headers": ep.headers,
+        "retry_policy": ep.retry_policy,
+        "timeout_ms": ep.timeout_ms,
+        "rate_limit_per_s": ep.rate_limit_per_s,
+        "max_in_flight": ep.max_in_flight,
+        "disabled": ep.disabled,
+        "description": ep.description,
+        "metadata": ep.metadata,
+        "created_at": time(ep.created_ms),
+        "updated_at": time(ep.updated_ms),
+    });
+    if with_secret {
+        v["secret"] = json!(ep.secret);
+    }
+    v
+}
+
+/// An event with its payload.
+pub fn event(e: &EventRecord) -> Value {
+    let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+    json!({
+        "id": e.id,
+        "event_type": e.event_type,
+        "payload": payload,
+        "idempotency_key": e.idempotency_key,
+        "correlation_id": e.correlation_id,
+        "created_at": time(e.created_ms),
+    })
+}
+
+/// A delivery (without attempts).
+pub fn delivery(d: &DeliveryRecord) -> Value {
+    json!({
+        "id": d.id,
+        "event_id": d.event_id,
+        "endpoint_id": d.endpoint_id,
+        "url": d.url,
+        "status": d.status.as_str(),
+        "attempt_count": d.attempt_count,
+        "next_attempt_at": d.next_attempt_ms.map(time),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "correlation_id": d.correlation_id,
+        "reference_id": d.reference_id,
+        "created_at": time(d.created_ms),
+        "updated_at": time(d.updated_ms),
+    })
+}
+
+/// One attempt.
+pub fn attempt(a: &AttemptRecord) -> Value {
+    json!({
+        "number": a.number,
+        "started_at": time(a.started_ms),
+        "duration_ms": a.duration_ms,
+        "status_code": a.status_code,
+        "error": a.error,
+        "response_body": a.response_body,
+    })
+}
+
+/// A delivery with its attempts.
+pub fn delivery_with_attempts(d: &DeliveryRecord, attempts: &[AttemptRecord]) -> Value {
+    let mut v = delivery(d);
+    v["attempts"] = attempts.iter().map(attempt).collect();
+    v
+}
+
+/// `{"data": [...], "next_cursor": ...}`.
+pub fn page(data: Vec<Value>, next_after: Option<String>) -> Value {
+    json!({ "data": data, "next_cursor": next_after.map(|id| encode_cursor(&id)) })
+}
+
+/// Opaque cursor for an id.
+pub fn encode_cursor(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(id)
+}
+
+/// The id inside a cursor; 400 unless it is a well-formed id with `prefix`.
+pub fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let id = String::from_utf8(bytes).map_err(|_| bad())?;
+    if is_valid_id(prefix, &id) {
+        Ok(id)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Page size from `limit`: default 50, 1..=250.
+pub fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(50),
+        Some(n) if (1..=250).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 250",
+        )),
+    }
+}

@@ -1,0 +1,15 @@
+//! Herald's server: configuration, the HTTP API, the delivery engine and the test receiver.
+//!
+//! `server::start` wires them together: it opens the store, starts the [`delivery::Engine`] and serves
+//! [`http::router`]. The `herald` binary is a thin command-line layer over this crate.
+
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod http;
+pub mod random;
+pub mod receiver;
+pub mod server;
+
+pub use config::{Config, Role};
+pub use server::{start, Running};

@@ -1,0 +1,193 @@
+//! Starting and stopping a node: open the store, resolve the admin token, start the engine, serve the API.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use herald_core::url_policy::UrlPolicy;
+use herald_store::sqlite::SqliteStore;
+use herald_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::app::{now_ms, AppState};
+use crate::config::Config;
+use crate::delivery::Engine;
+use crate::random;
+
+/// Where the admin token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// `HERALD_ADMIN_TOKEN` / flag / config file.
+    Configured,
+    /// Read from `admin-token` in the data dir.
+    Saved(PathBuf),
+    /// Generated on this start and saved to the path.
+    Generated(PathBuf),
+}
+
+/// The SQLite database file inside a data dir.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("herald.db")
+}
+
+/// The file holding a generated admin token.
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin-token")
+}
+
+/// The admin token: configured, else saved in the data dir, else generated now and saved (mode 0600).
+pub fn resolve_admin_token(config: &Config) -> anyhow::Result<(String, TokenOrigin)> {
+    if let Some(token) = &config.admin_token {
+        return Ok((token.clone(), TokenOrigin::Configured));
+    }
+    let path = admin_token_path(&config.data_dir);
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim().to_string();
+        if !saved.is_empty() {
+            return Ok((saved, TokenOrigin::Saved(path)));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let token = random::api_token("hadm");
+    write_private(&path, &token)
+        .with_context(|| format!("cannot save the admin token to {}", path.display()))?;
+    Ok((token, TokenOrigin::Generated(path)))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Open the configured store (migrations applied).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.database_url.as_deref() {
+        None => {
+            let path = sqlite_path(&config.data_dir);
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, now_ms()))
+                .await?
+                .context("cannot open the SQLite store")?;
+            Ok(Arc::new(store))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = PathBuf::from(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:"));
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, now_ms()))
+                .await?
+                .context("cannot open the SQLite store")?;
+            Ok(Arc::new(store))
+        }
+        Some(_) => anyhow::bail!(
+            "invalid setting database_url: this build stores data in SQLite only; unset HERALD_DATABASE_URL"
+        ),
+    }
+}
+
+/// A node running in the background (used by `herald serve` and the tests).
+pub struct Running {
+    /// Address the API listens on.
+    pub addr: SocketAddr,
+    /// The admin token.
+    pub admin_token: String,
+    /// Where the token came from.
+    pub token_origin: TokenOrigin,
+    /// Store kind (`sqlite`, `postgres`).
+    pub store_kind: &'static str,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Ask the node to stop and wait until it has (attempts in flight finish, results recorded).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+
+    /// Wait until the node stops on its own (or `stop_signal` fires).
+    pub async fn wait(self, stop_signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Running { stop, mut task, .. } = self;
+        tokio::select! {
+            result = &mut task => return result?,
+            _ = stop_signal => {}
+        }
+        let _ = stop.send(());
+        task.await?
+    }
+}
+
+/// Open everything and start serving on `listener`; returns once the node accepts requests.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let (admin_token, token_origin) = resolve_admin_token(&config)?;
+    let store = open_store(&config).await?;
+    let url_policy = Arc::new(
+        UrlPolicy::new(
+            config.allow_private_targets,
+            config.url_allowlist.as_deref(),
+        )
+        .context("invalid setting url_allowlist")?,
+    );
+    let work_ready = Arc::new(Notify::new());
+    let owner = format!("node_{}_{}", std::process::id(), random::short_hex());
+    let engine = config.role.delivers().then(|| {
+        Engine::new(
+            store.clone(),
+            config.delivery.clone(),
+            url_policy.clone(),
+            work_ready.clone(),
+            owner,
+        )
+    });
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+        url_policy,
+        admin_token: admin_token.clone().into(),
+        work_ready,
+        token_cache: Default::default(),
+        engine: engine.as_ref().map(Engine::status),
+    };
+    let store_kind = store.kind();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let (engine_stop_tx, engine_stop) = oneshot::channel::<()>();
+        let engine_task = engine.map(|e| {
+            tokio::spawn(e.run(async move {
+                let _ = engine_stop.await;
+            }))
+        });
+        let app = crate::http::router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .context("HTTP server failed")?;
+        let _ = engine_stop_tx.send(());
+        if let Some(task) = engine_task {
+            task.await.context("delivery engine failed")?;
+        }
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        admin_token,
+        token_origin,
+        store_kind,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,182 @@
+//! Tenants and endpoints: plain CRUD on the connection they are given.
+
+use herald_core::event_type::filter_matches;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::{self, ENDPOINT_COLUMNS};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{EndpointRecord, TenantRecord};
+use crate::query::{EndpointFilter, Listing, Page};
+
+pub fn create_tenant(
+    conn: &Connection,
+    id: &str,
+    token_sha256: &str,
+    now_ms: i64,
+) -> StoreResult<TenantRecord> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO tenants (id, token_sha256, created_ms) VALUES (?1, ?2, ?3)",
+        params![id, token_sha256, now_ms],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("tenant {id} already exists")));
+    }
+    Ok(TenantRecord {
+        id: id.to_string(),
+        created_ms: now_ms,
+    })
+}
+
+pub fn tenant_by_token(conn: &Connection, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
+    Ok(conn
+        .prepare_cached("SELECT id, created_ms FROM tenants WHERE token_sha256 = ?1")?
+        .query_row([token_sha256], rows::tenant)
+        .optional()?)
+}
+
+pub fn get_tenant(conn: &Connection, id: &str) -> StoreResult<TenantRecord> {
+    conn.prepare_cached("SELECT id, created_ms FROM tenants WHERE id = ?1")?
+        .query_row([id], rows::tenant)
+        .optional()?
+        .ok_or(StoreError::NotFound("tenant"))
+}
+
+pub fn list_tenants(conn: &Connection) -> StoreResult<Vec<TenantRecord>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, created_ms FROM tenants ORDER BY created_ms, id")?;
+    let tenants = stmt
+        .query_map([], rows::tenant)?
+        .collect::<Result<_, _>>()?;
+    Ok(tenants)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("serializing plain data cannot fail")
+}
+
+pub fn create_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+        ep.id,
+        ep.tenant_id,
+        ep.url,
+        json(&ep.event_types),
+        ep.secret,
+        ep.previous_secret,
+        ep.previous_secret_expires_ms,
+        json(&ep.headers),
+        json(&ep.retry_policy),
+        ep.timeout_ms,
+        ep.rate_limit_per_s,
+        ep.max_in_flight,
+        ep.disabled,
+        ep.description,
+        json(&ep.metadata),
+        ep.created_ms,
+        ep.updated_ms,
+    ])?;
+    Ok(())
+}
+
+pub fn get_endpoint(conn: &Connection, tenant_id: &str, id: &str) -> StoreResult<EndpointRecord> {
+    conn.prepare_cached(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?1 AND tenant_id = ?2"
+    ))?
+    .query_row([id, tenant_id], rows::endpoint)
+    .optional()?
+    .ok_or(StoreError::NotFound("endpoint"))
+}
+
+/// Endpoints are few per tenant; the type filter is applied here so that `*` and `prefix.*` filters match the
+/// way fan-out matches them.
+pub fn list_endpoints(
+    conn: &Connection,
+    tenant_id: &str,
+    filter: &EndpointFilter,
+    page: &Page,
+) -> StoreResult<Listing<EndpointRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE tenant_id = ?1 AND id > ?2 ORDER BY id"
+    ))?;
+    let after = page.after.clone().unwrap_or_default();
+    let mut matching = stmt
+        .query_map([tenant_id, after.as_str()], rows::endpoint)?
+        .filter(|r| match (r, &filter.event_type) {
+            (Ok(ep), Some(t)) => filter_matches(&ep.event_types, t),
+            _ => true,
+        });
+    let skip = if page.after.is_some() {
+        0
+    } else {
+        page.offset as usize
+    };
+    let mut items = Vec::with_capacity(page.limit.min(256));
+    for row in matching.by_ref().skip(skip) {
+        if items.len() == page.limit {
+            let next_after = items.last().map(|ep: &EndpointRecord| ep.id.clone());
+            return Ok(Listing { items, next_after });
+        }
+        items.push(row?);
+    }
+    Ok(Listing {
+        items,
+        next_after: None,
+    })
+}
+
+pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE endpoints SET url = ?3, event_types = ?4, secret = ?5, previous_secret = ?6, \
+             previous_secret_expires_ms = ?7, headers = ?8, retry_policy = ?9, timeout_ms = ?10, \
+             rate_limit_per_s = ?11, max_in_flight = ?12, disabled = ?13, description = ?14, metadata = ?15, \
+             updated_ms = ?16 WHERE id = ?1 AND tenant_id = ?2",
+        )?
+        .execute(params![
+            ep.id,
+            ep.tenant_id,
+            ep.url,
+            json(&ep.event_types),
+            ep.secret,
+            ep.previous_secret,
+            ep.previous_secret_expires_ms,
+            json(&ep.headers),
+            json(&ep.retry_policy),
+            ep.timeout_ms,
+            ep.rate_limit_per_s,
+            ep.max_in_flight,
+            ep.disabled,
+            ep.description,
+            json(&ep.metadata),
+            ep.updated_ms,
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    Ok(())
+}
+
+pub fn delete_endpoint(
+    conn: &Connection,
+    tenant_id: &str,
+    id: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let deleted = conn.execute(
+        "DELETE FROM endpoints WHERE id = ?1 AND tenant_id = ?2",
+        [id, tenant_id],
+    )?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    conn.execute(
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
+         last_error = 'endpoint deleted', updated_ms = ?2 \
+         WHERE endpoint_id = ?1 AND status IN ('pending', 'retrying', 'in_progress')",
+        params![id, now_ms],
+    )?;
+    Ok(())
+}

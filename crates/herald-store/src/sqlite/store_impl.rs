@@ -1,0 +1,237 @@
+//! [`Store`] for [`SqliteStore`]: reads go to the reader pool, writes to the group-commit writer.
+
+use async_trait::async_trait;
+
+use super::{claims, deliveries, endpoints, publish, SqliteStore};
+use crate::error::StoreResult;
+use crate::model::*;
+use crate::query::*;
+use crate::Store;
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn create_tenant(
+        &self,
+        id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> StoreResult<TenantRecord> {
+        let (id, token) = (id.to_string(), token_sha256.to_string());
+        self.writer
+            .write(move |ctx| endpoints::create_tenant(&ctx.conn, &id, &token, now_ms))
+            .await
+    }
+
+    async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
+        let token = token_sha256.to_string();
+        self.read(move |conn| endpoints::tenant_by_token(conn, &token))
+            .await
+    }
+
+    async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord> {
+        let id = id.to_string();
+        self.read(move |conn| endpoints::get_tenant(conn, &id))
+            .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        self.read(endpoints::list_tenants).await
+    }
+
+    async fn create_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {
+        let endpoint = endpoint.clone();
+        self.writer
+            .write(move |ctx| endpoints::create_endpoint(&ctx.conn, &endpoint))
+            .await
+    }
+
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<EndpointRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.read(move |conn| endpoints::get_endpoint(conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        filter: &EndpointFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<EndpointRecord>> {
+        let (tenant_id, filter, page) = (tenant_id.to_string(), filter.clone(), page.clone());
+        self.read(move |conn| endpoints::list_endpoints(conn, &tenant_id, &filter, &page))
+            .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {
+        let endpoint = endpoint.clone();
+        self.writer
+            .write(move |ctx| endpoints::update_endpoint(&ctx.conn, &endpoint))
+            .await
+    }
+
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| endpoints::delete_endpoint(&ctx.conn, &tenant_id, &id, now_ms))
+            .await
+    }
+
+    async fn replay_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| publish::replay_endpoint(ctx, &tenant_id, &id, since_ms, now_ms))
+            .await
+    }
+
+    async fn publish(&self, event: NewEvent) -> StoreResult<Published> {
+        self.writer
+            .write(move |ctx| publish::publish(ctx, event))
+            .await
+    }
+
+    async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<EventRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.read(move |conn| deliveries::get_event(conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn create_direct_delivery(
+        &self,
+        delivery: NewDirectDelivery,
+    ) -> StoreResult<DeliveryRecord> {
+        self.writer
+            .write(move |ctx| publish::create_direct(ctx, delivery))
+            .await
+    }
+
+    async fn get_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<DeliveryRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.read(move |conn| deliveries::get_delivery(conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        tenant_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Vec<AttemptRecord>> {
+        let (tenant_id, id) = (tenant_id.to_string(), delivery_id.to_string());
+        self.read(move |conn| deliveries::list_attempts(conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<DeliveryRecord>> {
+        let (tenant_id, filter, page) = (tenant_id.to_string(), filter.clone(), page.clone());
+        self.read(move |conn| deliveries::list_deliveries(conn, &tenant_id, &filter, &page))
+            .await
+    }
+
+    async fn count_deliveries(&self, tenant_id: &str, filter: &DeliveryFilter) -> StoreResult<u64> {
+        let (tenant_id, filter) = (tenant_id.to_string(), filter.clone());
+        self.read(move |conn| deliveries::count_deliveries(conn, &tenant_id, &filter))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| deliveries::retry_delivery(&ctx.conn, &tenant_id, &id, now_ms))
+            .await
+    }
+
+    async fn cancel_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| deliveries::cancel_delivery(&ctx.conn, &tenant_id, &id, now_ms))
+            .await
+    }
+
+    async fn delete_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| deliveries::delete_delivery(&ctx.conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn delete_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<u64> {
+        let (tenant_id, filter) = (tenant_id.to_string(), filter.clone());
+        self.writer
+            .write(move |ctx| deliveries::delete_deliveries(&ctx.conn, &tenant_id, &filter))
+            .await
+    }
+
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let request = request.clone();
+        self.writer
+            .write(move |ctx| claims::claim_due(&ctx.conn, &request))
+            .await
+    }
+
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()> {
+        self.writer
+            .write(move |ctx| claims::record_attempts(&ctx.conn, &results))
+            .await
+    }
+
+    async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
+        let (owner, ids) = (owner.to_string(), ids.to_vec());
+        self.writer
+            .write(move |ctx| claims::release_leases(&ctx.conn, &owner, &ids, now_ms))
+            .await
+    }
+
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.read(claims::next_due_ms).await
+    }
+
+    async fn purge_finished(
+        &self,
+        failed_before_ms: i64,
+        others_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<u64> {
+        self.writer
+            .write(move |ctx| {
+                claims::purge_finished(&ctx.conn, failed_before_ms, others_before_ms, batch)
+            })
+            .await
+    }
+
+    async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
+        self.read(move |conn| claims::stats(conn, now_ms)).await
+    }
+}

@@ -1,0 +1,133 @@
+//! The [`Store`] trait: the one interface between Herald and its database.
+
+use async_trait::async_trait;
+
+use crate::error::StoreResult;
+use crate::model::*;
+use crate::query::*;
+
+/// Durable storage for Herald. Every method that writes resolves only after its data is committed.
+///
+/// All reads and writes are scoped to a tenant: a record of another tenant is reported as not found.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name for logs and `/health` (`sqlite`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    /// Cheap round trip proving the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- tenants ----
+
+    /// Create a tenant whose API token hashes to `token_sha256` (hex).
+    async fn create_tenant(
+        &self,
+        id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> StoreResult<TenantRecord>;
+    /// The tenant whose token hashes to `token_sha256`.
+    async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>>;
+    /// One tenant.
+    async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord>;
+    /// All tenants, oldest first.
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+
+    // ---- endpoints ----
+
+    /// Insert a new endpoint.
+    async fn create_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()>;
+    /// One endpoint.
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<EndpointRecord>;
+    /// Endpoints oldest first.
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        filter: &EndpointFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<EndpointRecord>>;
+    /// Replace an endpoint's mutable fields (matched by tenant and id).
+    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()>;
+    /// Delete an endpoint and cancel its unfinished deliveries.
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()>;
+    /// Create new deliveries to one endpoint for the matching events published since `since_ms`; returns how many.
+    async fn replay_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+
+    // ---- events ----
+
+    /// Store an event and fan it out to every matching enabled endpoint, in one commit. With an idempotency key
+    /// seen in the last 24 h, returns the earlier answer and creates nothing.
+    async fn publish(&self, event: NewEvent) -> StoreResult<Published>;
+    /// One event.
+    async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<EventRecord>;
+
+    // ---- deliveries ----
+
+    /// Store a one-off delivery to a URL.
+    async fn create_direct_delivery(
+        &self,
+        delivery: NewDirectDelivery,
+    ) -> StoreResult<DeliveryRecord>;
+    /// One delivery.
+    async fn get_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<DeliveryRecord>;
+    /// A delivery's attempts, oldest first.
+    async fn list_attempts(
+        &self,
+        tenant_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Vec<AttemptRecord>>;
+    /// Deliveries newest first.
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<DeliveryRecord>>;
+    /// How many deliveries match.
+    async fn count_deliveries(&self, tenant_id: &str, filter: &DeliveryFilter) -> StoreResult<u64>;
+    /// Operator retry: make the delivery due now with a fresh retry cycle. Conflict while it is in flight.
+    async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord>;
+    /// Operator cancel. Conflict if it already ended.
+    async fn cancel_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord>;
+    /// Delete one delivery and its attempts.
+    async fn delete_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<()>;
+    /// Delete matching deliveries that are not in flight; returns how many.
+    async fn delete_deliveries(&self, tenant_id: &str, filter: &DeliveryFilter)
+        -> StoreResult<u64>;
+
+    // ---- the delivery engine ----
+
+    /// Lease due deliveries to `owner`, respecting per-dispatch-key in-flight limits, oldest due first.
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Record attempts and move their deliveries on, in one commit.
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()>;
+    /// Give back leased deliveries that were never attempted (shutdown), due at `now_ms`.
+    async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()>;
+    /// When the earliest not-yet-claimed delivery is due, if any.
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// Delete at most `batch` finished deliveries older than their retention; returns how many.
+    async fn purge_finished(
+        &self,
+        failed_before_ms: i64,
+        others_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<u64>;
+    /// Queue counts at `now_ms`, across tenants.
+    async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats>;
+}
