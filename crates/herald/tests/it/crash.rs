@@ -1,0 +1,163 @@
+//! Crash safety: SIGKILL the server while deliveries are pending and retrying; after a restart every
+//! acknowledged event is delivered.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Reply, TempDir, TestReceiver, ADMIN_TOKEN};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `herald serve` as its own process and wait until it answers.
+async fn start_herald(data_dir: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
+        .env("HERALD_POLL_INTERVAL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("herald binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            if r.status().is_success() {
+                return child;
+            }
+        }
+        assert!(Instant::now() < deadline, "herald did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut herald = start_herald(dir.path(), port).await;
+    let client = reqwest::Client::new();
+
+    // Slow answers keep deliveries in flight; the first 150 fail so others are retrying at the crash.
+    let rx = TestReceiver::start(Reply::slow(200, Duration::from_millis(50))).await;
+    rx.then(&vec![Reply::slow(500, Duration::from_millis(50)); 150]);
+    let ep = client
+        .post(format!("{base}/v1/endpoints"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"url": rx.url("/crash"), "max_in_flight": 32,
+                      "retry_policy": {"kind": "bounded", "max_attempts": 50, "base_ms": 300, "jitter": 0.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ep.status().as_u16(), 201);
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut publishers = Vec::new();
+    for worker in 0..8 {
+        let (client, base, acked) = (client.clone(), base.clone(), acked.clone());
+        publishers.push(tokio::spawn(async move {
+            for n in 0..100 {
+                let sent = client
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({"event_type": "crash.test", "payload": {"w": worker, "n": n}}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(body["id"].as_str().unwrap().to_string());
+                    }
+                    _ => return, // the server is gone: nothing after this was acknowledged
+                }
+            }
+        }));
+    }
+    // Kill once a good share is acknowledged and some deliveries are under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 300 || rx.count() < 100 {
+        assert!(Instant::now() < deadline, "load did not get going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    herald.kill().expect("SIGKILL");
+    herald.wait().unwrap();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let delivered_before: HashSet<String> = rx
+        .seen()
+        .iter()
+        .filter_map(|s| s.header("webhook-id").map(str::to_string))
+        .collect();
+    assert!(
+        delivered_before.len() < acked.len(),
+        "the crash happened with work outstanding"
+    );
+
+    let mut herald = start_herald(dir.path(), port).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = rx
+            .seen()
+            .iter()
+            .filter_map(|s| s.header("webhook-id").map(str::to_string))
+            .collect();
+        let missing: Vec<&String> = acked.iter().filter(|id| !got.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged events never arrived, e.g. {}",
+            missing.len(),
+            missing[0]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every acknowledged event's delivery ends `delivered` in the status API.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in &acked {
+        loop {
+            let page: serde_json::Value = client
+                .get(format!("{base}/v1/deliveries?event_id={id}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let data = page["data"].as_array().unwrap();
+            assert_eq!(data.len(), 1, "one delivery per event: {page}");
+            if data[0]["status"] == "delivered" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{page}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    herald.kill().unwrap();
+    herald.wait().unwrap();
+}

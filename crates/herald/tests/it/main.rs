@@ -1,0 +1,8 @@
+//! Integration tests: the real server and real receivers on 127.0.0.1 ephemeral ports.
+
+mod api;
+mod compat;
+mod crash;
+mod delivery;
+mod helpers;
+mod isolation;
