@@ -15,13 +15,19 @@ pub async fn tenants(store: Shared) {
     let acme = store.create_tenant("acme", &token_a, BASE).await.unwrap();
     assert_eq!(acme.id, "acme");
     assert_eq!(acme.created_ms, BASE);
-    store.create_tenant("beta", &token_b, BASE + 1).await.unwrap();
+    store
+        .create_tenant("beta", &token_b, BASE + 1)
+        .await
+        .unwrap();
 
     assert_conflict(store.create_tenant("acme", &"c".repeat(64), BASE + 2).await);
     // A second tenant with an already used token would make token lookups ambiguous.
     assert_conflict(store.create_tenant("gamma", &token_a, BASE + 3).await);
 
-    assert_eq!(store.tenant_by_token(&token_a).await.unwrap(), Some(acme.clone()));
+    assert_eq!(
+        store.tenant_by_token(&token_a).await.unwrap(),
+        Some(acme.clone())
+    );
     assert_eq!(
         store.tenant_by_token(&token_b).await.unwrap().map(|t| t.id),
         Some("beta".to_string())
@@ -29,11 +35,20 @@ pub async fn tenants(store: Shared) {
     assert_eq!(store.tenant_by_token(&"d".repeat(64)).await.unwrap(), None);
 
     assert_eq!(store.get_tenant("acme").await.unwrap(), acme);
-    assert_eq!(store.get_tenant(DEFAULT_TENANT).await.unwrap().id, DEFAULT_TENANT);
+    assert_eq!(
+        store.get_tenant(DEFAULT_TENANT).await.unwrap().id,
+        DEFAULT_TENANT
+    );
     assert_not_found(store.get_tenant("nobody").await);
     assert_not_found(store.get_tenant("gamma").await);
 
-    let listed: Vec<String> = store.list_tenants().await.unwrap().into_iter().map(|t| t.id).collect();
+    let listed: Vec<String> = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.contains(&DEFAULT_TENANT.to_string()), "{listed:?}");
     let acme_at = listed.iter().position(|t| t == "acme").unwrap();
@@ -43,14 +58,20 @@ pub async fn tenants(store: Shared) {
 
 /// Endpoints round-trip every field, update and delete; other tenants see none of it.
 pub async fn endpoint_crud_and_isolation(store: Shared) {
-    store.create_tenant("other", &"e".repeat(64), BASE).await.unwrap();
+    store
+        .create_tenant("other", &"e".repeat(64), BASE)
+        .await
+        .unwrap();
     let mut ep = endpoint(DEFAULT_TENANT, 1, &["order.created", "invoice.*"]);
     ep.previous_secret = Some(secret(200));
     ep.previous_secret_expires_ms = Some(BASE + 60_000);
     ep.rate_limit_per_s = Some(25);
     ep.metadata = serde_json::json!({ "team": "billing", "nested": { "list": [1, 2.5, "x"] } });
     store.create_endpoint(&ep).await.unwrap();
-    assert_eq!(store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(), ep);
+    assert_eq!(
+        store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(),
+        ep
+    );
 
     // Tenant isolation.
     assert_not_found(store.get_endpoint("other", &ep.id).await);
@@ -64,7 +85,10 @@ pub async fn endpoint_crud_and_isolation(store: Shared) {
         .await
         .unwrap();
     assert!(listed.items.is_empty());
-    assert_eq!(store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(), ep);
+    assert_eq!(
+        store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(),
+        ep
+    );
 
     // Update replaces every mutable field.
     let mut updated = ep.clone();
@@ -88,7 +112,10 @@ pub async fn endpoint_crud_and_isolation(store: Shared) {
     updated.metadata = serde_json::json!({});
     updated.updated_ms = BASE + 5;
     store.update_endpoint(&updated).await.unwrap();
-    assert_eq!(store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(), updated);
+    assert_eq!(
+        store.get_endpoint(DEFAULT_TENANT, &ep.id).await.unwrap(),
+        updated
+    );
 
     // Updating or deleting something that does not exist.
     let ghost = endpoint(DEFAULT_TENANT, 2, &[]);
@@ -98,22 +125,42 @@ pub async fn endpoint_crud_and_isolation(store: Shared) {
     // Two endpoints with one id cannot coexist.
     assert!(store.create_endpoint(&ep).await.is_err());
 
-    store.delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 10).await.unwrap();
+    store
+        .delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 10)
+        .await
+        .unwrap();
     assert_not_found(store.get_endpoint(DEFAULT_TENANT, &ep.id).await);
-    assert_not_found(store.delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 11).await);
+    assert_not_found(
+        store
+            .delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 11)
+            .await,
+    );
 }
 
-async fn list_ids(store: &Shared, event_type: Option<&str>, page: Page) -> (Vec<String>, Option<String>) {
+async fn list_ids(
+    store: &Shared,
+    event_type: Option<&str>,
+    page: Page,
+) -> (Vec<String>, Option<String>) {
     let filter = EndpointFilter {
         event_type: event_type.map(str::to_string),
     };
-    let listing = store.list_endpoints(DEFAULT_TENANT, &filter, &page).await.unwrap();
-    (listing.items.into_iter().map(|e| e.id).collect(), listing.next_after)
+    let listing = store
+        .list_endpoints(DEFAULT_TENANT, &filter, &page)
+        .await
+        .unwrap();
+    (
+        listing.items.into_iter().map(|e| e.id).collect(),
+        listing.next_after,
+    )
 }
 
 /// Keyset and offset paging in id order, and event-type filters matched the way fan-out matches them.
 pub async fn endpoint_listing(store: Shared) {
-    store.create_tenant("other", &"f".repeat(64), BASE).await.unwrap();
+    store
+        .create_tenant("other", &"f".repeat(64), BASE)
+        .await
+        .unwrap();
     add_endpoint(&store, "other", 50, &["*"]).await;
     // Created out of id order on purpose.
     let filters: [(u64, &[&str]); 7] = [
@@ -134,13 +181,21 @@ pub async fn endpoint_listing(store: Shared) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = Page { limit: 3, after: after.clone(), offset: 0 };
+        let page = Page {
+            limit: 3,
+            after: after.clone(),
+            offset: 0,
+        };
         let (ids, next) = list_ids(&store, None, page).await;
         assert!(ids.len() <= 3);
         seen.extend(ids.clone());
         match next {
             Some(n) => {
-                assert_eq!(Some(&n), ids.last(), "next_after is the last id of the page");
+                assert_eq!(
+                    Some(&n),
+                    ids.last(),
+                    "next_after is the last id of the page"
+                );
                 after = Some(n);
             }
             None => break,
@@ -152,11 +207,38 @@ pub async fn endpoint_listing(store: Shared) {
     assert_eq!((ids, next), (all.clone(), None));
 
     // Offset paging.
-    let (ids, _) = list_ids(&store, None, Page { limit: 3, after: None, offset: 3 }).await;
+    let (ids, _) = list_ids(
+        &store,
+        None,
+        Page {
+            limit: 3,
+            after: None,
+            offset: 3,
+        },
+    )
+    .await;
     assert_eq!(ids, all[3..6].to_vec());
-    let (ids, next) = list_ids(&store, None, Page { limit: 3, after: None, offset: 6 }).await;
+    let (ids, next) = list_ids(
+        &store,
+        None,
+        Page {
+            limit: 3,
+            after: None,
+            offset: 6,
+        },
+    )
+    .await;
     assert_eq!((ids, next), (all[6..].to_vec(), None));
-    let (ids, _) = list_ids(&store, None, Page { limit: 3, after: None, offset: 10 }).await;
+    let (ids, _) = list_ids(
+        &store,
+        None,
+        Page {
+            limit: 3,
+            after: None,
+            offset: 10,
+        },
+    )
+    .await;
     assert!(ids.is_empty());
 
     // Type filters.
@@ -178,17 +260,33 @@ pub async fn endpoint_listing(store: Shared) {
     let (ids, next) = list_ids(&store, Some("order.created"), Page::first(2)).await;
     assert_eq!(ids, ids_of(&[1, 2]));
     assert_eq!(next, Some(endpoint_id(2)));
-    let page = Page { limit: 2, after: next, offset: 0 };
+    let page = Page {
+        limit: 2,
+        after: next,
+        offset: 0,
+    };
     let (ids, next) = list_ids(&store, Some("order.created"), page).await;
     assert_eq!((ids, next), (ids_of(&[5, 7]), None));
     // Filter combined with offset paging.
-    let (ids, _) = list_ids(&store, Some("invoice.paid"), Page { limit: 2, after: None, offset: 1 }).await;
+    let (ids, _) = list_ids(
+        &store,
+        Some("invoice.paid"),
+        Page {
+            limit: 2,
+            after: None,
+            offset: 1,
+        },
+    )
+    .await;
     assert_eq!(ids, ids_of(&[3, 6]));
 }
 
 /// Replaying an endpoint re-sends the events since a time that match its filter, and only those.
 pub async fn replay_endpoint(store: Shared) {
-    store.create_tenant("other", &"g".repeat(64), BASE).await.unwrap();
+    store
+        .create_tenant("other", &"g".repeat(64), BASE)
+        .await
+        .unwrap();
     let ep = add_endpoint(&store, DEFAULT_TENANT, 1, &["order.*"]).await;
     add_endpoint(&store, "other", 2, &["*"]).await;
 
@@ -201,7 +299,12 @@ pub async fn replay_endpoint(store: Shared) {
         .await
         .unwrap(); // other tenant
     store
-        .create_direct_delivery(new_direct(DEFAULT_TENANT, "https://d.example.com/", "{}", BASE + 400))
+        .create_direct_delivery(new_direct(
+            DEFAULT_TENANT,
+            "https://d.example.com/",
+            "{}",
+            BASE + 400,
+        ))
         .await
         .unwrap(); // direct deliveries are not events
 
@@ -210,7 +313,13 @@ pub async fn replay_endpoint(store: Shared) {
         .count_deliveries(DEFAULT_TENANT, &DeliveryFilter::default())
         .await
         .unwrap();
-    assert_eq!(store.replay_endpoint(DEFAULT_TENANT, &ep.id, BASE + 100, now).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .replay_endpoint(DEFAULT_TENANT, &ep.id, BASE + 100, now)
+            .await
+            .unwrap(),
+        2
+    );
     let after = store
         .count_deliveries(DEFAULT_TENANT, &DeliveryFilter::default())
         .await
@@ -222,8 +331,15 @@ pub async fn replay_endpoint(store: Shared) {
         status: Some(DeliveryStatus::Pending),
         ..Default::default()
     };
-    let listed = store.list_deliveries(DEFAULT_TENANT, &filter, &Page::first(100)).await.unwrap();
-    let fresh: Vec<_> = listed.items.iter().filter(|d| d.created_ms == now).collect();
+    let listed = store
+        .list_deliveries(DEFAULT_TENANT, &filter, &Page::first(100))
+        .await
+        .unwrap();
+    let fresh: Vec<_> = listed
+        .items
+        .iter()
+        .filter(|d| d.created_ms == now)
+        .collect();
     assert_eq!(fresh.len(), 2);
     let mut events: Vec<&str> = fresh.iter().map(|d| d.event_id.as_str()).collect();
     events.sort();
@@ -231,14 +347,28 @@ pub async fn replay_endpoint(store: Shared) {
     want.sort();
     assert_eq!(events, want);
     for d in fresh {
-        assert_eq!(d.next_attempt_ms, Some(now), "replayed deliveries are due now");
+        assert_eq!(
+            d.next_attempt_ms,
+            Some(now),
+            "replayed deliveries are due now"
+        );
         assert_eq!(d.attempt_count, 0);
         assert_eq!(d.url, ep.url);
     }
 
-    assert_eq!(store.replay_endpoint(DEFAULT_TENANT, &ep.id, now + 1, now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .replay_endpoint(DEFAULT_TENANT, &ep.id, now + 1, now)
+            .await
+            .unwrap(),
+        0
+    );
     assert_not_found(store.replay_endpoint("other", &ep.id, BASE, now).await);
-    assert_not_found(store.replay_endpoint(DEFAULT_TENANT, &endpoint_id(9), BASE, now).await);
+    assert_not_found(
+        store
+            .replay_endpoint(DEFAULT_TENANT, &endpoint_id(9), BASE, now)
+            .await,
+    );
 }
 
 /// Deleting an endpoint cancels its unfinished deliveries (any state), leaves finished ones alone and makes
@@ -251,15 +381,36 @@ pub async fn delete_endpoint_cancels_deliveries(store: Shared) {
     let in_flight = publish_to(&store, "a.b", BASE + 2, &ep.id).await;
     let claimed = claim(&store, "w1", BASE + 10).await;
     assert_eq!(claimed.len(), 6);
-    record(&store, attempt_result(&delivered, "w1", 1, Some(200), NextState::Delivered, BASE + 20)).await;
     record(
         &store,
-        attempt_result(&retrying, "w1", 1, Some(503), NextState::RetryAt(BASE + 60_000), BASE + 20),
+        attempt_result(
+            &delivered,
+            "w1",
+            1,
+            Some(200),
+            NextState::Delivered,
+            BASE + 20,
+        ),
+    )
+    .await;
+    record(
+        &store,
+        attempt_result(
+            &retrying,
+            "w1",
+            1,
+            Some(503),
+            NextState::RetryAt(BASE + 60_000),
+            BASE + 20,
+        ),
     )
     .await;
     let pending = publish_to(&store, "a.b", BASE + 30, &ep.id).await;
 
-    store.delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 100).await.unwrap();
+    store
+        .delete_endpoint(DEFAULT_TENANT, &ep.id, BASE + 100)
+        .await
+        .unwrap();
     assert_not_found(store.get_endpoint(DEFAULT_TENANT, &ep.id).await);
     for id in [&retrying, &in_flight, &pending] {
         let d = store.get_delivery(DEFAULT_TENANT, id).await.unwrap();
@@ -268,19 +419,41 @@ pub async fn delete_endpoint_cancels_deliveries(store: Shared) {
         assert_eq!(d.next_attempt_ms, None);
         assert_eq!(d.updated_ms, BASE + 100);
     }
-    let d = store.get_delivery(DEFAULT_TENANT, &delivered).await.unwrap();
+    let d = store
+        .get_delivery(DEFAULT_TENANT, &delivered)
+        .await
+        .unwrap();
     assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.last_error, None);
 
     // The in-flight attempt's result arrives late: the delivery stays cancelled.
-    record(&store, attempt_result(&in_flight, "w1", 1, Some(200), NextState::Delivered, BASE + 200)).await;
-    let d = store.get_delivery(DEFAULT_TENANT, &in_flight).await.unwrap();
+    record(
+        &store,
+        attempt_result(
+            &in_flight,
+            "w1",
+            1,
+            Some(200),
+            NextState::Delivered,
+            BASE + 200,
+        ),
+    )
+    .await;
+    let d = store
+        .get_delivery(DEFAULT_TENANT, &in_flight)
+        .await
+        .unwrap();
     assert_eq!(d.status, DeliveryStatus::Cancelled);
     assert_eq!(d.attempt_count, 0);
 
     // Nothing of the deleted endpoint is claimable; the other endpoint's deliveries are untouched.
     let later = claim(&store, "w2", BASE + 1_000_000).await;
-    assert!(later.iter().all(|c| c.endpoint_id.as_deref() == Some(keep.id.as_str())), "{later:?}");
+    assert!(
+        later
+            .iter()
+            .all(|c| c.endpoint_id.as_deref() == Some(keep.id.as_str())),
+        "{later:?}"
+    );
     let kept = store
         .count_deliveries(
             DEFAULT_TENANT,

@@ -140,7 +140,12 @@ pub async fn publish(store: &Shared, event_type: &str, now_ms: i64) -> (String, 
 }
 
 /// Publish an event to the default tenant and return the id of its delivery to `endpoint_id`.
-pub async fn publish_to(store: &Shared, event_type: &str, now_ms: i64, endpoint_id: &str) -> String {
+pub async fn publish_to(
+    store: &Shared,
+    event_type: &str,
+    now_ms: i64,
+    endpoint_id: &str,
+) -> String {
     let published = store
         .publish(new_event(DEFAULT_TENANT, event_type, r#"{"k":2}"#, now_ms))
         .await

@@ -19,8 +19,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A `herald serve` process, killed (SIGKILL) and reaped when dropped.
+struct HeraldProcess(Child);
+
+impl HeraldProcess {
+    fn sigkill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}
+
 /// Start `herald serve` as its own process and wait until it answers.
-async fn start_herald(data_dir: &Path, port: u16) -> Child {
+async fn start_herald(data_dir: &Path, port: u16) -> HeraldProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args([
             "serve",
@@ -36,6 +52,7 @@ async fn start_herald(data_dir: &Path, port: u16) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("herald binary starts");
+    let child = HeraldProcess(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
@@ -100,8 +117,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         assert!(Instant::now() < deadline, "load did not get going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    herald.kill().expect("SIGKILL");
-    herald.wait().unwrap();
+    herald.sigkill();
     for p in publishers {
         p.await.unwrap();
     }
@@ -116,7 +132,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         "the crash happened with work outstanding"
     );
 
-    let mut herald = start_herald(dir.path(), port).await;
+    let _herald = start_herald(dir.path(), port).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got: HashSet<String> = rx
@@ -158,6 +174,4 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    herald.kill().unwrap();
-    herald.wait().unwrap();
 }
