@@ -29,6 +29,11 @@ impl From<rusqlite::Error> for StoreError {
             {
                 StoreError::Unavailable(e.to_string())
             }
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StoreError::Conflict(format!("already exists: {e}"))
+            }
             _ => StoreError::Internal(e.to_string()),
         }
     }

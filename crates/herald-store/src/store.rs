@@ -119,7 +119,7 @@ pub trait Store: Send + Sync + 'static {
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()>;
     /// Give back leased deliveries that were never attempted (shutdown), due at `now_ms`.
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()>;
-    /// When the earliest not-yet-claimed delivery is due, if any.
+    /// The earliest time any delivery becomes claimable: a pending or retrying one falls due, or a lease expires.
     async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
     /// Delete at most `batch` finished deliveries older than their retention; returns how many.
     async fn purge_finished(

@@ -12,12 +12,24 @@ use crate::model::*;
 /// Candidate rows read per claimed slot: room to skip deliveries whose key fills up within the batch.
 const SCAN_FACTOR: usize = 2;
 
+/// Why a due delivery cannot be sent now.
+enum Unroutable {
+    /// Its endpoint is gone: the delivery is cancelled.
+    Deleted,
+    /// Its endpoint is disabled: the delivery is parked until the endpoint is enabled again.
+    Disabled,
+}
+
 /// A due row with everything needed to send it, before the per-key budget is applied.
 struct Candidate {
     claimed: ClaimedDelivery,
-    /// The endpoint is gone or disabled: the delivery cannot be sent.
-    unroutable: Option<&'static str>,
+    unroutable: Option<Unroutable>,
 }
+
+/// Parks a delivery (no due time) while its endpoint is disabled; enabling the endpoint makes it due again.
+const PARK: &str = "UPDATE deliveries SET \
+    status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+    due_ms = NULL, lease_owner = NULL, updated_ms = ?2 WHERE id = ?1";
 
 const CANDIDATES: &str = "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.dispatch_key, \
     COALESCE(ep.url, d.url), d.secret, d.headers, d.retry_policy, d.timeout_ms, \
@@ -44,8 +56,8 @@ fn candidate(row: &Row, now_ms: i64, default_max_in_flight: u32) -> rusqlite::Re
     let endpoint_found: Option<String> = row.get(10)?;
     let disabled: Option<bool> = row.get(19)?;
     let unroutable = match (&endpoint_id, &endpoint_found) {
-        (Some(_), None) => Some("endpoint deleted"),
-        (Some(_), Some(_)) if disabled == Some(true) => Some("endpoint disabled"),
+        (Some(_), None) => Some(Unroutable::Deleted),
+        (Some(_), Some(_)) if disabled == Some(true) => Some(Unroutable::Disabled),
         _ => None,
     };
     let mut secrets = Vec::new();
@@ -129,14 +141,22 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<C
         "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, last_error = ?2, \
          updated_ms = ?3 WHERE id = ?1",
     )?;
+    let mut park = conn.prepare_cached(PARK)?;
     for candidate in &candidates {
         if claimed.len() == request.limit {
             break;
         }
         let c = &candidate.claimed;
-        if let Some(reason) = candidate.unroutable {
-            drop_unroutable.execute(params![c.id, reason, request.now_ms])?;
-            continue;
+        match candidate.unroutable {
+            Some(Unroutable::Deleted) => {
+                drop_unroutable.execute(params![c.id, "endpoint deleted", request.now_ms])?;
+                continue;
+            }
+            Some(Unroutable::Disabled) => {
+                park.execute(params![c.id, request.now_ms])?;
+                continue;
+            }
+            None => {}
         }
         let already = request.in_flight.get(&c.dispatch_key).copied().unwrap_or(0);
         let used = taken.entry(c.dispatch_key.as_str()).or_insert(0);
@@ -152,9 +172,12 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<C
 }
 
 pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreResult<()> {
+    // An attempt is logged unless another worker now holds the delivery's lease: then this result comes from
+    // a lost lease, and that worker's own attempt is the one to keep.
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, \
-         response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         response_body) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS \
+         (SELECT 1 FROM deliveries WHERE id = ?1 AND status = 'in_progress' AND lease_owner <> ?8)",
     )?;
     let mut advance = conn.prepare_cached(
         "UPDATE deliveries SET status = ?3, attempt_count = ?4, count_4xx = count_4xx + ?5, due_ms = ?6, \
@@ -170,7 +193,8 @@ pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreRes
             a.duration_ms,
             a.status_code,
             a.error,
-            a.response_body
+            a.response_body,
+            r.owner
         ])?;
         let (status, due_ms) = match r.next {
             NextState::Delivered => ("delivered", None),

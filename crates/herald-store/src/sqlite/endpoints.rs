@@ -156,6 +156,14 @@ pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()
     if changed == 0 {
         return Err(StoreError::NotFound("endpoint"));
     }
+    if !ep.disabled {
+        // Deliveries parked while the endpoint was disabled become due again.
+        conn.prepare_cached(
+            "UPDATE deliveries SET due_ms = ?2, updated_ms = ?2 \
+             WHERE endpoint_id = ?1 AND status IN ('pending', 'retrying') AND due_ms IS NULL",
+        )?
+        .execute(params![ep.id, ep.updated_ms])?;
+    }
     Ok(())
 }
 

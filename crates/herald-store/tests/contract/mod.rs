@@ -5,9 +5,12 @@
 //!
 //! Every body passes explicit times (around [`BASE`]) so nothing depends on the wall clock or sleeps.
 
+pub mod attempts;
 pub mod claims;
 pub mod deliveries;
+pub mod endpoint_lifecycle;
 pub mod endpoints;
+pub mod operator;
 pub mod publish;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +25,7 @@ use herald_store::{
     AttemptRecord, AttemptResult, ClaimRequest, ClaimedDelivery, EndpointRecord, NewDirectDelivery,
     NewEvent, NextState, Store, StoreError, DEFAULT_TENANT,
 };
+use herald_store::{DeliveryFilter, Page};
 
 /// A fixed "now" all bodies count from.
 pub const BASE: i64 = 1_700_000_000_000;
@@ -36,7 +40,7 @@ pub const LEASE_SPAN: i64 = TIMEOUT_MS as i64 + LEASE_MS;
 pub type Shared = Arc<dyn Store>;
 
 /// Expands one multi-threaded tokio test per contract body; `$factory` is an async fn returning a fresh,
-/// empty `Arc<dyn Store>`.
+/// empty `Arc<dyn Store>` and a guard dropped when the test ends (e.g. one that drops a test database).
 macro_rules! contract_tests {
     ($factory:path) => {
         $crate::contract::contract_tests!(@each $factory;
@@ -48,21 +52,24 @@ macro_rules! contract_tests {
             publish::direct_and_event_bodies,
             claims::claims_are_exclusive,
             claims::per_key_limits,
-            claims::record_attempts,
-            deliveries::operator_actions,
+            attempts::record_attempts,
+            attempts::lost_lease_keeps_attempt_history,
+            operator::operator_actions,
             deliveries::list_deliveries_filters,
             deliveries::cursor_pagination_under_inserts,
             claims::release_leases,
-            claims::purge_next_due_and_stats,
-            endpoints::replay_endpoint,
-            endpoints::delete_endpoint_cancels_deliveries,
+            attempts::purge_next_due_and_stats,
+            endpoint_lifecycle::replay_endpoint,
+            endpoint_lifecycle::delete_endpoint_cancels_deliveries,
+            endpoint_lifecycle::disabled_endpoint_parks_deliveries,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store: ::std::sync::Arc<dyn ::herald_store::Store> = $factory().await;
+                let (store, _guard) = $factory().await;
+                let store: ::std::sync::Arc<dyn ::herald_store::Store> = store;
                 $crate::contract::$module::$name(store).await;
             }
         )*
@@ -253,5 +260,29 @@ pub fn assert_conflict<T: Debug>(result: StoreResult<T>) {
     match result {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+/// Ids of the tenant's deliveries matching `filter`, in listing order; checks `count_deliveries` agrees.
+pub async fn ids_matching(store: &Shared, tenant: &str, filter: DeliveryFilter) -> Vec<String> {
+    let listing = store
+        .list_deliveries(tenant, &filter, &Page::first(1_000))
+        .await
+        .unwrap();
+    assert_eq!(listing.next_after, None);
+    let count = store.count_deliveries(tenant, &filter).await.unwrap();
+    assert_eq!(
+        count as usize,
+        listing.items.len(),
+        "count agrees with the listing for {filter:?}"
+    );
+    listing.items.into_iter().map(|d| d.id).collect()
+}
+
+/// A filter on one endpoint.
+pub fn by_endpoint(endpoint: &str) -> DeliveryFilter {
+    DeliveryFilter {
+        endpoint_id: Some(endpoint.to_string()),
+        ..Default::default()
     }
 }

@@ -204,6 +204,37 @@ pub async fn idempotency(store: Shared) {
         store.count_deliveries(DEFAULT_TENANT, &all).await.unwrap(),
         6
     );
+
+    // Concurrent publishes with one fresh key: exactly one creates the event, the others replay it.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut e = new_event(
+                    DEFAULT_TENANT,
+                    "order.created",
+                    r#"{"race":true}"#,
+                    expired_at + 100 + i,
+                );
+                e.idempotency_key = Some("race-key".into());
+                store.publish(e).await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|p| !p.replayed).count(), 1);
+    let events: BTreeSet<&str> = answers.iter().map(|p| p.event.id.as_str()).collect();
+    assert_eq!(events.len(), 1);
+    assert!(answers
+        .iter()
+        .all(|p| delivery_ids(p) == delivery_ids(&answers[0])));
+    assert_eq!(
+        store.count_deliveries(DEFAULT_TENANT, &all).await.unwrap(),
+        8
+    );
 }
 
 /// Direct deliveries carry their URL, reference and secret, and their body is the payload as given; event
@@ -295,7 +326,7 @@ pub async fn direct_and_event_bodies(store: Shared) {
 
     // Once the previous secret expired only the current one signs.
     store
-        .release_leases("w1", &[event_delivery.clone()], BASE + 2_000)
+        .release_leases("w1", std::slice::from_ref(&event_delivery), BASE + 2_000)
         .await
         .unwrap();
     let again = claim(&store, "w1", BASE + 2_000).await;
