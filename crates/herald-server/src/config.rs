@@ -96,6 +96,10 @@ pub struct Config {
     pub max_payload_bytes: usize,
     /// What this node runs.
     pub role: Role,
+    /// Most PostgreSQL connections this node opens.
+    pub db_pool_size: usize,
+    /// Longest wait for a PostgreSQL connection or statement before answering 503.
+    pub db_timeout_ms: u64,
     /// Delivery engine settings.
     pub delivery: DeliveryConfig,
 }
@@ -112,6 +116,8 @@ impl Config {
             url_allowlist: None,
             max_payload_bytes: 1024 * 1024,
             role: Role::All,
+            db_pool_size: 16,
+            db_timeout_ms: 5_000,
             delivery: DeliveryConfig::default(),
         }
     }
@@ -253,6 +259,8 @@ impl Layers<'_> {
             "max_payload_bytes",
             "a number of bytes"
         );
+        set!(c.db_pool_size, "db_pool_size", "a positive integer");
+        set!(c.db_timeout_ms, "db_timeout_ms", "a number of milliseconds");
         c.database_url = self.get("database_url", "a URL")?;
         c.admin_token = self.get("admin_token", "a token")?;
         c.url_allowlist = self.get("url_allowlist", "a regular expression")?;
@@ -287,6 +295,12 @@ impl Layers<'_> {
         }
         if c.delivery.default_timeout_ms == 0 || c.delivery.default_timeout_ms > 300_000 {
             return fail("default_timeout_ms", "must be between 1 and 300000");
+        }
+        if c.db_pool_size == 0 {
+            return fail("db_pool_size", "must be at least 1");
+        }
+        if c.db_timeout_ms < 100 {
+            return fail("db_timeout_ms", "must be at least 100");
         }
         if c.max_payload_bytes < 1024 {
             return fail("max_payload_bytes", "must be at least 1024");

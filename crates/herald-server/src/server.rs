@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use herald_core::url_policy::UrlPolicy;
+use herald_store::postgres::{PgOptions, PostgresStore};
 use herald_store::sqlite::SqliteStore;
 use herald_store::Store;
 use tokio::net::TcpListener;
@@ -83,15 +84,31 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         Some(url) if url.starts_with("sqlite:") => {
-            let path = PathBuf::from(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:"));
+            let path = PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            );
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, now_ms()))
                 .await?
                 .context("cannot open the SQLite store")?;
             Ok(Arc::new(store))
         }
-        Some(_) => anyhow::bail!(
-            "invalid setting database_url: this build stores data in SQLite only; unset HERALD_DATABASE_URL"
-        ),
+        Some(url) => {
+            let store = PostgresStore::connect(url, pg_options(config), now_ms())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open the PostgreSQL store (setting database_url): {e}")
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// PostgreSQL connection settings from the configuration.
+pub fn pg_options(config: &Config) -> PgOptions {
+    PgOptions {
+        pool_size: config.db_pool_size,
+        timeout: std::time::Duration::from_millis(config.db_timeout_ms),
     }
 }
 
@@ -141,6 +158,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .context("invalid setting url_allowlist")?,
     );
     let work_ready = Arc::new(Notify::new());
+    if config.role.delivers() {
+        store.watch_for_work(work_ready.clone());
+    }
     let owner = format!("node_{}_{}", std::process::id(), random::short_hex());
     let engine = config.role.delivers().then(|| {
         Engine::new(

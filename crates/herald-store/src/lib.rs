@@ -10,8 +10,10 @@
 //!   deliveries become claimable again once their lease expires;
 //! - callers pass the current time in (`now_ms`), so behaviour is testable without sleeping.
 
+mod claiming;
 pub mod error;
 pub mod model;
+pub mod postgres;
 pub mod query;
 pub mod sqlite;
 mod store;

@@ -297,9 +297,8 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
     /// Most deliveries to hand out.
     pub limit: usize,
-    /// Requests currently in flight from this worker per dispatch key.
-    pub in_flight: std::collections::HashMap<String, u32>,
-    /// Dispatch keys already at their limit: their deliveries are skipped without being read.
+    /// Dispatch keys this worker knows are at their limit: their deliveries are skipped without being read.
+    /// (The store itself counts unexpired leases per key, across all workers.)
     pub saturated: Vec<String>,
     /// Limit for direct deliveries, which have no endpoint setting.
     pub default_max_in_flight: u32,

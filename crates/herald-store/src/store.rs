@@ -17,6 +17,13 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Notify `wake` whenever another node commits work that may be due now (new events, operator retries).
+    /// Stores that only one process can use need nothing beyond the node's own wake-ups: the default does
+    /// nothing.
+    fn watch_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
+
     // ---- tenants ----
 
     /// Create a tenant whose API token hashes to `token_sha256` (hex).

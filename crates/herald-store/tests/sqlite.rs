@@ -51,11 +51,11 @@ fn unique_dir() -> PathBuf {
 }
 
 /// A fresh, empty SQLite store (its directory is swept by a later run).
-async fn sqlite_store() -> (Arc<dyn Store>, ()) {
+async fn sqlite_store() -> Option<(Arc<dyn Store>, ())> {
     let dir = unique_dir();
     let store = SqliteStore::open(&dir.join("herald.db"), contract::BASE - 60_000)
         .expect("open a fresh SQLite store");
-    (Arc::new(store), ())
+    Some((Arc::new(store), ()))
 }
 
 contract::contract_tests!(sqlite_store);

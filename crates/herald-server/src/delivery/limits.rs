@@ -41,20 +41,23 @@ impl Limits {
         }
     }
 
-    /// In-flight counts per key, and the keys at their limit.
-    pub fn snapshot(&self) -> (HashMap<String, u32>, Vec<String>) {
+    /// The keys at their limit.
+    pub fn saturated(&self) -> Vec<String> {
         let keys = self.keys.lock().expect("limits lock");
-        let counts = keys
-            .iter()
-            .filter(|(_, s)| s.in_flight > 0)
-            .map(|(k, s)| (k.clone(), s.in_flight))
-            .collect();
-        let saturated = keys
-            .iter()
+        keys.iter()
             .filter(|(_, s)| s.in_flight >= s.max)
             .map(|(k, _)| k.clone())
-            .collect();
-        (counts, saturated)
+            .collect()
+    }
+
+    /// Requests in flight for `key`.
+    #[cfg(test)]
+    fn in_flight(&self, key: &str) -> u32 {
+        self.keys
+            .lock()
+            .expect("limits lock")
+            .get(key)
+            .map_or(0, |s| s.in_flight)
     }
 
     /// Reserve the next start time for `key` under `per_second`; `None` means start now.
@@ -79,12 +82,11 @@ mod tests {
         limits.acquire("a", 2);
         limits.acquire("a", 2);
         limits.acquire("b", 5);
-        let (counts, saturated) = limits.snapshot();
-        assert_eq!(counts["a"], 2);
-        assert_eq!(saturated, vec!["a".to_string()]);
+        assert_eq!(limits.in_flight("a"), 2);
+        assert_eq!(limits.saturated(), vec!["a".to_string()]);
         limits.release("a");
-        assert!(limits.snapshot().1.is_empty());
-        assert_eq!(limits.snapshot().0.values().sum::<u32>(), 2);
+        assert!(limits.saturated().is_empty());
+        assert_eq!(limits.in_flight("a") + limits.in_flight("b"), 2);
     }
 
     #[test]

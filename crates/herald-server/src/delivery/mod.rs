@@ -119,13 +119,12 @@ impl Engine {
                     _ = &mut shutdown => break,
                 }
             }
-            let (in_flight, saturated) = context.limits.snapshot();
+            let saturated = context.limits.saturated();
             let request = ClaimRequest {
                 owner: context.owner.clone(),
                 now_ms: now_ms(),
                 lease_ms: config.lease_ms,
                 limit: free,
-                in_flight,
                 saturated,
                 default_max_in_flight: config.default_max_in_flight,
             };

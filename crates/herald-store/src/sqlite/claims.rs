@@ -1,122 +1,70 @@
 //! The delivery engine's side of the store: leasing due work, recording attempts, releasing leases, purging.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use herald_core::envelope::event_envelope;
-use herald_core::retry::RetryPolicy;
 use rusqlite::{params, Connection, Row};
 
+use crate::claiming::{select, CandidateRow, CANDIDATE_COLUMNS, SCAN_FACTOR};
 use crate::error::StoreResult;
 use crate::model::*;
-
-/// Candidate rows read per claimed slot: room to skip deliveries whose key fills up within the batch.
-const SCAN_FACTOR: usize = 2;
-
-/// Why a due delivery cannot be sent now.
-enum Unroutable {
-    /// Its endpoint is gone: the delivery is cancelled.
-    Deleted,
-    /// Its endpoint is disabled: the delivery is parked until the endpoint is enabled again.
-    Disabled,
-}
-
-/// A due row with everything needed to send it, before the per-key budget is applied.
-struct Candidate {
-    claimed: ClaimedDelivery,
-    unroutable: Option<Unroutable>,
-}
 
 /// Parks a delivery (no due time) while its endpoint is disabled; enabling the endpoint makes it due again.
 const PARK: &str = "UPDATE deliveries SET \
     status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
     due_ms = NULL, lease_owner = NULL, updated_ms = ?2 WHERE id = ?1";
 
-const CANDIDATES: &str = "SELECT d.id, d.tenant_id, d.event_id, d.endpoint_id, d.dispatch_key, \
-    COALESCE(ep.url, d.url), d.secret, d.headers, d.retry_policy, d.timeout_ms, \
-    ep.id, ep.secret, ep.previous_secret, ep.previous_secret_expires_ms, ep.headers, ep.retry_policy, \
-    ep.timeout_ms, ep.max_in_flight, ep.rate_limit_per_s, ep.disabled, \
-    d.attempt_count, d.count_4xx, d.cycle_base, d.cycle_started_ms, d.correlation_id, \
-    e.kind, e.event_type, e.payload, e.created_ms \
-    FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
-    WHERE d.due_ms IS NOT NULL AND d.due_ms <= ?1 \
-      AND d.dispatch_key NOT IN (SELECT value FROM json_each(?2)) \
-    ORDER BY d.due_ms LIMIT ?3";
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> rusqlite::Result<Option<T>> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })
+fn candidate_row(row: &Row) -> rusqlite::Result<CandidateRow> {
+    Ok(CandidateRow {
+        id: row.get(0)?,
+        tenant_id: row.get(1)?,
+        event_id: row.get(2)?,
+        endpoint_id: row.get(3)?,
+        dispatch_key: row.get(4)?,
+        url: row.get(5)?,
+        direct_secret: row.get(6)?,
+        direct_headers: row.get(7)?,
+        direct_policy: row.get(8)?,
+        direct_timeout_ms: row.get(9)?,
+        endpoint_found: row.get(10)?,
+        secret: row.get(11)?,
+        previous_secret: row.get(12)?,
+        previous_secret_until: row.get(13)?,
+        endpoint_headers: row.get(14)?,
+        endpoint_policy: row.get(15)?,
+        endpoint_timeout_ms: row.get(16)?,
+        max_in_flight: row.get(17)?,
+        rate_limit_per_s: row.get(18)?,
+        disabled: row.get(19)?,
+        attempt_count: row.get(20)?,
+        count_4xx: row.get(21)?,
+        cycle_base: row.get(22)?,
+        cycle_started_ms: row.get(23)?,
+        correlation_id: row.get(24)?,
+        kind: row.get(25)?,
+        event_type: row.get(26)?,
+        payload: row.get(27)?,
+        event_created_ms: row.get(28)?,
     })
-    .transpose()
 }
 
-fn candidate(row: &Row, now_ms: i64, default_max_in_flight: u32) -> rusqlite::Result<Candidate> {
-    let endpoint_id: Option<String> = row.get(3)?;
-    let endpoint_found: Option<String> = row.get(10)?;
-    let disabled: Option<bool> = row.get(19)?;
-    let unroutable = match (&endpoint_id, &endpoint_found) {
-        (Some(_), None) => Some(Unroutable::Deleted),
-        (Some(_), Some(_)) if disabled == Some(true) => Some(Unroutable::Disabled),
-        _ => None,
-    };
-    let mut secrets = Vec::new();
-    let headers: std::collections::BTreeMap<String, String>;
-    let retry_policy: RetryPolicy;
-    let timeout_ms: u32;
-    if endpoint_found.is_some() {
-        secrets.push(row.get::<_, String>(11)?);
-        let previous: Option<String> = row.get(12)?;
-        let previous_until: Option<i64> = row.get(13)?;
-        if let (Some(previous), Some(until)) = (previous, previous_until) {
-            if until > now_ms {
-                secrets.push(previous);
-            }
+/// Unexpired leases per dispatch key among the candidates' keys.
+fn leases_per_key(
+    conn: &Connection,
+    rows: &[CandidateRow],
+    now_ms: i64,
+) -> StoreResult<HashMap<String, u32>> {
+    let keys: BTreeSet<&str> = rows.iter().map(|r| r.dispatch_key.as_str()).collect();
+    let mut count = conn.prepare_cached(
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'in_progress' AND dispatch_key = ?1 AND due_ms > ?2",
+    )?;
+    let mut out = HashMap::new();
+    for key in keys {
+        let n: i64 = count.query_row(params![key, now_ms], |r| r.get(0))?;
+        if n > 0 {
+            out.insert(key.to_string(), n.clamp(0, i64::from(u32::MAX)) as u32);
         }
-        headers = parse_json(row.get(14)?)?.unwrap_or_default();
-        retry_policy = parse_json(row.get(15)?)?.unwrap_or_default();
-        timeout_ms = row.get(16)?;
-    } else {
-        secrets.extend(row.get::<_, Option<String>>(6)?);
-        headers = parse_json(row.get(7)?)?.unwrap_or_default();
-        retry_policy = parse_json(row.get(8)?)?.unwrap_or_default();
-        timeout_ms = row.get::<_, Option<u32>>(9)?.unwrap_or(15_000);
     }
-    let event_id: String = row.get(2)?;
-    let kind: String = row.get(25)?;
-    let payload: String = row.get(27)?;
-    let body = if kind == EventKind::Direct.as_str() {
-        payload
-    } else {
-        let event_type: String = row.get(26)?;
-        event_envelope(&event_id, &event_type, row.get(28)?, &payload)
-    };
-    Ok(Candidate {
-        claimed: ClaimedDelivery {
-            id: row.get(0)?,
-            tenant_id: row.get(1)?,
-            event_id,
-            endpoint_id,
-            dispatch_key: row.get(4)?,
-            url: row.get(5)?,
-            body,
-            secrets,
-            headers: headers.into_iter().collect(),
-            retry_policy,
-            timeout_ms,
-            max_in_flight: row
-                .get::<_, Option<u32>>(17)?
-                .unwrap_or(default_max_in_flight)
-                .max(1),
-            rate_limit_per_s: row.get(18)?,
-            attempt_count: row.get(20)?,
-            count_4xx: row.get(21)?,
-            cycle_base: row.get(22)?,
-            cycle_started_ms: row.get(23)?,
-            correlation_id: row.get(24)?,
-        },
-        unroutable,
-    })
+    Ok(out)
 }
 
 pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
@@ -125,48 +73,48 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<C
     }
     let saturated = serde_json::to_string(&request.saturated)?;
     let scan = (request.limit * SCAN_FACTOR) as i64;
-    let candidates: Vec<Candidate> = conn
-        .prepare_cached(CANDIDATES)?
-        .query_map(params![request.now_ms, saturated, scan], |row| {
-            candidate(row, request.now_ms, request.default_max_in_flight)
-        })?
+    let rows: Vec<CandidateRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+             LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
+             WHERE d.due_ms IS NOT NULL AND d.due_ms <= ?1 \
+               AND d.dispatch_key NOT IN (SELECT value FROM json_each(?2)) \
+             ORDER BY d.due_ms LIMIT ?3"
+        ))?
+        .query_map(params![request.now_ms, saturated, scan], candidate_row)?
         .collect::<Result<_, _>>()?;
-
-    let mut taken: HashMap<&str, u32> = HashMap::new();
-    let mut claimed = Vec::with_capacity(request.limit);
+    let in_flight = leases_per_key(conn, &rows, request.now_ms)?;
+    let selection = select(
+        rows,
+        &in_flight,
+        request.limit,
+        request.now_ms,
+        request.lease_ms,
+        request.default_max_in_flight,
+    )?;
     let mut lease = conn.prepare_cached(
         "UPDATE deliveries SET status = 'in_progress', lease_owner = ?2, due_ms = ?3, updated_ms = ?4 WHERE id = ?1",
     )?;
-    let mut drop_unroutable = conn.prepare_cached(
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, last_error = ?2, \
-         updated_ms = ?3 WHERE id = ?1",
+    let mut cancel = conn.prepare_cached(
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
+         last_error = 'endpoint deleted', updated_ms = ?2 WHERE id = ?1",
     )?;
     let mut park = conn.prepare_cached(PARK)?;
-    for candidate in &candidates {
-        if claimed.len() == request.limit {
-            break;
-        }
-        let c = &candidate.claimed;
-        match candidate.unroutable {
-            Some(Unroutable::Deleted) => {
-                drop_unroutable.execute(params![c.id, "endpoint deleted", request.now_ms])?;
-                continue;
-            }
-            Some(Unroutable::Disabled) => {
-                park.execute(params![c.id, request.now_ms])?;
-                continue;
-            }
-            None => {}
-        }
-        let already = request.in_flight.get(&c.dispatch_key).copied().unwrap_or(0);
-        let used = taken.entry(c.dispatch_key.as_str()).or_insert(0);
-        if already + *used >= c.max_in_flight {
-            continue;
-        }
-        *used += 1;
-        let lease_until = request.now_ms + i64::from(c.timeout_ms) + request.lease_ms;
-        lease.execute(params![c.id, request.owner, lease_until, request.now_ms])?;
-        claimed.push(c.clone());
+    for id in &selection.endpoint_deleted {
+        cancel.execute(params![id, request.now_ms])?;
+    }
+    for id in &selection.endpoint_disabled {
+        park.execute(params![id, request.now_ms])?;
+    }
+    let mut claimed = Vec::with_capacity(selection.leased.len());
+    for (delivery, lease_until) in selection.leased {
+        lease.execute(params![
+            delivery.id,
+            request.owner,
+            lease_until,
+            request.now_ms
+        ])?;
+        claimed.push(delivery);
     }
     Ok(claimed)
 }

@@ -9,7 +9,7 @@ mod claims;
 mod deliveries;
 mod endpoints;
 mod publish;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 mod store_impl;
 mod writer;

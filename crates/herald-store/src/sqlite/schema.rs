@@ -83,6 +83,7 @@ CREATE TABLE deliveries (
     updated_ms        INTEGER NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries (due_ms) WHERE due_ms IS NOT NULL;
+CREATE INDEX deliveries_in_flight ON deliveries (dispatch_key) WHERE status = 'in_progress';
 CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id, id);
 CREATE INDEX deliveries_by_status ON deliveries (tenant_id, status, id);
 CREATE INDEX deliveries_by_event ON deliveries (event_id);

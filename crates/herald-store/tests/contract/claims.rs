@@ -119,7 +119,7 @@ pub async fn claims_are_exclusive(store: Shared) {
     );
 }
 
-/// A dispatch key never gets more than its `max_in_flight`, counting what the worker already runs.
+/// A dispatch key never has more than its `max_in_flight` unexpired leases, whoever holds them.
 pub async fn per_key_limits(store: Shared) {
     let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
     ep.max_in_flight = 3;
@@ -129,33 +129,55 @@ pub async fn per_key_limits(store: Shared) {
     }
     let now = BASE + 100;
 
-    let first = store.claim_due(&claim_request("w", now, 50)).await.unwrap();
+    let first = store
+        .claim_due(&claim_request("w1", now, 50))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 3);
     let key = first[0].dispatch_key.clone();
     assert!(first
         .iter()
         .all(|c| c.dispatch_key == key && c.max_in_flight == 3));
+    // The three leases count for every worker, not just the one holding them.
+    assert!(store
+        .claim_due(&claim_request("w2", now, 50))
+        .await
+        .unwrap()
+        .is_empty());
 
-    let mut request = claim_request("w", now, 50);
-    request.in_flight = HashMap::from([(key.clone(), 2)]);
-    assert_eq!(store.claim_due(&request).await.unwrap().len(), 1);
+    // One result recorded frees one slot.
+    record(
+        &store,
+        attempt_result(
+            &first[0].id,
+            "w1",
+            1,
+            Some(200),
+            NextState::Delivered,
+            now + 1,
+        ),
+    )
+    .await;
+    let second = store
+        .claim_due(&claim_request("w2", now + 2, 50))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
 
-    request.in_flight = HashMap::from([(key.clone(), 3)]);
-    assert!(store.claim_due(&request).await.unwrap().is_empty());
-
-    let mut request = claim_request("w", now, 50);
+    // A worker that knows the key is saturated skips it without reading its rows.
+    let mut request = claim_request("w2", now + 2, 50);
     request.saturated = vec![key.clone()];
     assert!(store.claim_due(&request).await.unwrap().is_empty());
 
-    // An unrelated key in flight does not count against this one.
-    let mut request = claim_request("w", now, 2);
-    request.in_flight = HashMap::from([("some-other-key".to_string(), 50)]);
-    assert_eq!(store.claim_due(&request).await.unwrap().len(), 2);
-    // 10 - 3 - 1 - 2 = 4 still waiting.
-    assert_eq!(claim(&store, "w", now).await.len(), 3);
-    assert_eq!(claim(&store, "w", now).await.len(), 1);
+    // Expired leases no longer count: their deliveries and the free slots are claimable again.
+    let later = now + 2 + LEASE_SPAN + 1;
+    let third = store
+        .claim_due(&claim_request("w3", later, 50))
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 3);
 
-    // Direct deliveries, without an endpoint, use the request's default limit.
+    // Direct deliveries, without an endpoint, use the request's default limit, per host.
     for i in 0..5 {
         store
             .create_direct_delivery(new_direct(
@@ -167,21 +189,19 @@ pub async fn per_key_limits(store: Shared) {
             .await
             .unwrap();
     }
-    let mut request = claim_request("w", now, 50);
+    let mut request = claim_request("w", later, 50);
     request.default_max_in_flight = 2;
+    request.saturated = vec![key.clone()];
     let direct = store.claim_due(&request).await.unwrap();
     assert_eq!(direct.len(), 2);
     assert!(direct
         .iter()
         .all(|c| c.endpoint_id.is_none() && c.max_in_flight == 2));
     assert_eq!(direct[0].dispatch_key, direct[1].dispatch_key);
-    request.in_flight = HashMap::from([(direct[0].dispatch_key.clone(), 1)]);
-    assert_eq!(store.claim_due(&request).await.unwrap().len(), 1);
-    request.saturated = vec![direct[0].dispatch_key.clone()];
     assert!(store.claim_due(&request).await.unwrap().is_empty());
 
     // `limit` caps the batch.
-    let mut request = claim_request("w", now, 1);
+    let mut request = claim_request("w", later, 1);
     request.default_max_in_flight = 100;
     assert_eq!(store.claim_due(&request).await.unwrap().len(), 1);
     request.limit = 0;

@@ -40,7 +40,8 @@ pub const LEASE_SPAN: i64 = TIMEOUT_MS as i64 + LEASE_MS;
 pub type Shared = Arc<dyn Store>;
 
 /// Expands one multi-threaded tokio test per contract body; `$factory` is an async fn returning a fresh,
-/// empty `Arc<dyn Store>` and a guard dropped when the test ends (e.g. one that drops a test database).
+/// empty `Arc<dyn Store>` and a guard dropped when the test ends (e.g. one that drops a test database), or
+/// `None` when the backend is not available outside CI (the factory says so on stderr).
 macro_rules! contract_tests {
     ($factory:path) => {
         $crate::contract::contract_tests!(@each $factory;
@@ -68,7 +69,7 @@ macro_rules! contract_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let (store, _guard) = $factory().await;
+                let Some((store, _guard)) = $factory().await else { return };
                 let store: ::std::sync::Arc<dyn ::herald_store::Store> = store;
                 $crate::contract::$module::$name(store).await;
             }
@@ -188,7 +189,6 @@ pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
         now_ms,
         lease_ms: LEASE_MS,
         limit,
-        in_flight: Default::default(),
         saturated: Vec::new(),
         default_max_in_flight: 1_000,
     }

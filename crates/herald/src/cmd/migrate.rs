@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use clap::Args;
-use herald_server::server::sqlite_path;
+use std::path::PathBuf;
+
+use herald_server::server::{pg_options, sqlite_path};
+use herald_store::postgres::PostgresStore;
 use herald_store::sqlite::SqliteStore;
 
 use super::StoreArgs;
@@ -21,31 +24,67 @@ pub struct MigrateArgs {
 /// Apply pending migrations and report how many ran.
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let config = args.store.load(HashMap::new())?;
-    if config
-        .database_url
-        .as_deref()
-        .is_some_and(|u| !u.starts_with("sqlite:"))
-    {
-        anyhow::bail!("invalid setting database_url: this build stores data in SQLite only");
-    }
-    let path = match config.database_url.as_deref() {
-        Some(url) => url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:")
-            .into(),
-        None => sqlite_path(&config.data_dir),
-    };
     let now = herald_server::app::now_ms();
-    let target = path.clone();
-    let applied =
-        tokio::task::spawn_blocking(move || SqliteStore::migrate_only(&target, now)).await??;
+    let (store, location, applied) = match config.database_url.as_deref() {
+        Some(url) if !url.starts_with("sqlite:") => {
+            let applied = PostgresStore::migrate_only(url, pg_options(&config), now)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot migrate (setting database_url): {e}"))?;
+            ("postgres", redact(url), applied)
+        }
+        other => {
+            let path: PathBuf = match other {
+                Some(url) => url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:")
+                    .into(),
+                None => sqlite_path(&config.data_dir),
+            };
+            let target = path.clone();
+            let applied =
+                tokio::task::spawn_blocking(move || SqliteStore::migrate_only(&target, now))
+                    .await??;
+            ("sqlite", path.display().to_string(), applied)
+        }
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "store": "sqlite", "path": path, "applied": applied })
+            serde_json::json!({ "store": store, "location": location, "applied": applied })
         );
     } else {
-        println!("{} migration(s) applied to {}", applied, path.display());
+        println!("{applied} migration(s) applied to {store} ({location})");
     }
     Ok(())
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
 }

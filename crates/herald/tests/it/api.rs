@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::helpers::Backend;
 use crate::helpers::TestApp;
 
 async fn raw(
@@ -38,9 +39,11 @@ fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
         .is_some_and(|m| !m.is_empty()));
 }
 
-#[tokio::test]
-async fn bad_input_is_answered_with_json_errors() {
-    let app = TestApp::spawn_with(|c| c.max_payload_bytes = 4096).await;
+pub async fn bad_input_is_answered_with_json_errors(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |c| c.max_payload_bytes = 4096).await {
+        Some(app) => app,
+        None => return,
+    };
     let t = Some(app.token.as_str());
 
     assert_error(
@@ -190,9 +193,11 @@ async fn bad_input_is_answered_with_json_errors() {
     assert!(health["queue"]["due"].is_u64());
 }
 
-#[tokio::test]
-async fn tenants_are_isolated() {
-    let app = TestApp::spawn().await;
+pub async fn tenants_are_isolated(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let (status, tenant) = app.post("/v1/tenants", json!({"id": "acme"})).await;
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     let acme_token = tenant["token"].as_str().unwrap().to_string();
@@ -253,9 +258,11 @@ async fn tenants_are_isolated() {
     assert_eq!(resp.status().as_u16(), 404);
 }
 
-#[tokio::test]
-async fn endpoints_can_be_patched_rotated_and_deleted() {
-    let app = TestApp::spawn().await;
+pub async fn endpoints_can_be_patched_rotated_and_deleted(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let ep = app
         .endpoint(json!({"url": "http://127.0.0.1:9/x", "description": "first"}))
         .await;
@@ -290,3 +297,9 @@ async fn endpoints_can_be_patched_rotated_and_deleted() {
     let (status, _) = app.get(&format!("/v1/endpoints/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+crate::on_both_stores!(
+    bad_input_is_answered_with_json_errors,
+    tenants_are_isolated,
+    endpoints_can_be_patched_rotated_and_deleted
+);

@@ -6,13 +6,16 @@ use axum::http::StatusCode;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::helpers::Backend;
 use crate::helpers::{Reply, TestApp, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-#[tokio::test]
-async fn seed_002_broker_registers_lists_and_fans_out() {
-    let app = TestApp::spawn().await;
+pub async fn seed_002_broker_registers_lists_and_fans_out(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(200)).await;
     for path in ["/one", "/two"] {
         let (status, reg) = app
@@ -76,9 +79,11 @@ async fn seed_002_broker_registers_lists_and_fans_out() {
     assert_eq!(bad.1["error"]["details"]["field"], "webhookUrl");
 }
 
-#[tokio::test]
-async fn seed_003_status_api_tracks_queues_and_cleans_up() {
-    let app = TestApp::spawn().await;
+pub async fn seed_003_status_api_tracks_queues_and_cleans_up(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let ok = TestReceiver::start(Reply::status(200)).await;
     let (status, queued) = app
         .post(
@@ -171,3 +176,8 @@ async fn seed_003_status_api_tracks_queues_and_cleans_up() {
         .await;
     assert_eq!(bulk["deleted"], 0);
 }
+
+crate::on_both_stores!(
+    seed_002_broker_registers_lists_and_fans_out,
+    seed_003_status_api_tracks_queues_and_cleans_up
+);

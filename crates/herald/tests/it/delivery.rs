@@ -7,6 +7,7 @@ use herald_core::signing::{verify, Secret};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::helpers::Backend;
 use crate::helpers::{Reply, TestApp, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -16,9 +17,11 @@ fn quick(max_attempts: u32) -> serde_json::Value {
     json!({"kind": "bounded", "max_attempts": max_attempts, "base_ms": 50, "jitter": 0.0})
 }
 
-#[tokio::test]
-async fn fan_out_respects_type_filters_and_signs_each_delivery() {
-    let app = TestApp::spawn().await;
+pub async fn fan_out_respects_type_filters_and_signs_each_delivery(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(204)).await;
     let created = app
         .endpoint(json!({"url": rx.url("/a"), "event_types": ["order.created"]}))
@@ -100,9 +103,11 @@ async fn fan_out_respects_type_filters_and_signs_each_delivery() {
     assert_eq!(fetched["payload"], json!({"order": 42, "items": [1, 2]}));
 }
 
-#[tokio::test]
-async fn two_server_errors_then_success_ends_delivered_with_three_attempts() {
-    let app = TestApp::spawn().await;
+pub async fn two_server_errors_then_success_ends_delivered_with_three_attempts(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(200)).await;
     rx.then(&[Reply::status(500), Reply::status(500)]);
     app.endpoint(json!({"url": rx.url("/hook"), "retry_policy": quick(5)}))
@@ -134,9 +139,13 @@ async fn two_server_errors_then_success_ends_delivered_with_three_attempts() {
     );
 }
 
-#[tokio::test]
-async fn a_404_fails_after_its_single_4xx_retry_and_an_operator_retry_delivers_it() {
-    let app = TestApp::spawn().await;
+pub async fn a_404_fails_after_its_single_4xx_retry_and_an_operator_retry_delivers_it(
+    backend: Backend,
+) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(404)).await;
     app.endpoint(json!({"url": rx.url("/gone"), "retry_policy": quick(5)}))
         .await;
@@ -165,9 +174,11 @@ async fn a_404_fails_after_its_single_4xx_retry_and_an_operator_retry_delivers_i
     assert_eq!(d["attempt_count"], 3);
 }
 
-#[tokio::test]
-async fn a_timeout_is_recorded_as_timeout() {
-    let app = TestApp::spawn().await;
+pub async fn a_timeout_is_recorded_as_timeout(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::slow(200, Duration::from_secs(3))).await;
     app.endpoint(json!({"url": rx.url("/slow"), "timeout_ms": 200, "retry_policy": quick(1)}))
         .await;
@@ -182,9 +193,11 @@ async fn a_timeout_is_recorded_as_timeout() {
     assert!(d["attempts"][0]["duration_ms"].as_u64().unwrap() >= 200);
 }
 
-#[tokio::test]
-async fn a_refused_connection_is_recorded_as_connect() {
-    let app = TestApp::spawn().await;
+pub async fn a_refused_connection_is_recorded_as_connect(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -198,9 +211,11 @@ async fn a_refused_connection_is_recorded_as_connect() {
     assert_eq!(d["attempts"][0]["error"], "connect");
 }
 
-#[tokio::test]
-async fn cancel_stops_a_retrying_delivery() {
-    let app = TestApp::spawn().await;
+pub async fn cancel_stops_a_retrying_delivery(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(503)).await;
     app.endpoint(
         json!({"url": rx.url("/x"), "retry_policy": {"kind": "schedule", "delays_ms": [60000]}}),
@@ -224,9 +239,11 @@ async fn cancel_stops_a_retrying_delivery() {
     assert_eq!(again["error"]["code"], "conflict");
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_returns_the_first_answer_and_sends_once() {
-    let app = TestApp::spawn().await;
+pub async fn the_same_idempotency_key_returns_the_first_answer_and_sends_once(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(204)).await;
     app.endpoint(json!({"url": rx.url("/once")})).await;
     let body = json!({"event_type": "ping", "payload": {"n": 1}});
@@ -250,10 +267,14 @@ async fn the_same_idempotency_key_returns_the_first_answer_and_sends_once() {
     assert_eq!(rx.count(), 2, "k-1 was delivered once, k-2 once");
 }
 
-#[tokio::test]
-async fn direct_deliveries_are_signed_when_given_a_secret_and_verified_by_the_receiver() {
+pub async fn direct_deliveries_are_signed_when_given_a_secret_and_verified_by_the_receiver(
+    backend: Backend,
+) {
     use herald_server::receiver::{self, ReceiverConfig};
-    let app = TestApp::spawn().await;
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let (listener, addr) = receiver::bind(0).await.unwrap();
     let config = ReceiverConfig {
@@ -311,9 +332,11 @@ async fn direct_deliveries_are_signed_when_given_a_secret_and_verified_by_the_re
     assert_eq!(d["last_status_code"], 401);
 }
 
-#[tokio::test]
-async fn deliveries_list_filters_and_paginates_with_a_cursor() {
-    let app = TestApp::spawn().await;
+pub async fn deliveries_list_filters_and_paginates_with_a_cursor(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
     let rx = TestReceiver::start(Reply::status(204)).await;
     let ep = app.endpoint(json!({"url": rx.url("/p")})).await;
     for n in 0..7 {
@@ -363,3 +386,15 @@ async fn deliveries_list_filters_and_paginates_with_a_cursor() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(deleted["deleted"], 7);
 }
+
+crate::on_both_stores!(
+    fan_out_respects_type_filters_and_signs_each_delivery,
+    two_server_errors_then_success_ends_delivered_with_three_attempts,
+    a_404_fails_after_its_single_4xx_retry_and_an_operator_retry_delivers_it,
+    a_timeout_is_recorded_as_timeout,
+    a_refused_connection_is_recorded_as_connect,
+    cancel_stops_a_retrying_delivery,
+    the_same_idempotency_key_returns_the_first_answer_and_sends_once,
+    direct_deliveries_are_signed_when_given_a_secret_and_verified_by_the_receiver,
+    deliveries_list_filters_and_paginates_with_a_cursor
+);

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use herald_server::{Config, Running};
+use herald_store::postgres::test_db;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
@@ -47,12 +48,60 @@ impl Drop for TempDir {
     }
 }
 
+/// Which store a test node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Whether PostgreSQL must be reachable: in CI (or with `HERALD_REQUIRE_POSTGRES`) its tests fail, never skip.
+pub fn postgres_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("HERALD_REQUIRE_POSTGRES").is_some()
+}
+
+/// A fresh PostgreSQL database for one test, or `None` (with a note) when PostgreSQL is not there outside CI.
+pub async fn test_database() -> Option<test_db::TestDatabase> {
+    match test_db::create().await {
+        Ok(db) => Some(db),
+        Err(e) if postgres_required() => panic!("PostgreSQL is required here but unreachable: {e}"),
+        Err(e) => {
+            eprintln!("skipping a PostgreSQL test: {e}");
+            None
+        }
+    }
+}
+
+/// Generates `sqlite::NAME` and `postgres::NAME` tests from `pub async fn NAME(backend: Backend)` bodies.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
 /// A running Herald node and an HTTP client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub token: String,
     _running: Running,
+    _db: Option<test_db::TestDatabase>,
     _dir: TempDir,
 }
 
@@ -70,6 +119,22 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// A node on `backend`; `None` when that backend is unavailable outside CI.
+    pub async fn spawn_on(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(test_database().await?),
+        };
+        let url = db.as_ref().map(|d| d.url.clone());
+        let mut app = Self::spawn_with(move |c| {
+            c.database_url = url;
+            adjust(c);
+        })
+        .await;
+        app._db = db;
+        Some(app)
+    }
+
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = TempDir::new();
         let mut config = test_config(dir.path());
@@ -83,6 +148,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             token: ADMIN_TOKEN.into(),
             _running: running,
+            _db: None,
             _dir: dir,
         }
     }

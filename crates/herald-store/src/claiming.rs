@@ -1,0 +1,181 @@
+//! How a claim chooses work, shared by every store: read due rows ([`CandidateRow`], same columns in every
+//! backend), then [`select`] what fits each dispatch key's in-flight limit, and say which rows cannot be sent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use herald_core::envelope::event_envelope;
+use herald_core::retry::RetryPolicy;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{ClaimedDelivery, EventKind};
+
+/// The columns every backend's candidate query selects, in [`CandidateRow`] order. Aliases: `d` deliveries,
+/// `e` events, `ep` endpoints (left-joined).
+pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_id, d.dispatch_key, \
+    COALESCE(ep.url, d.url), d.secret, d.headers, d.retry_policy, d.timeout_ms, \
+    ep.id, ep.secret, ep.previous_secret, ep.previous_secret_expires_ms, ep.headers, ep.retry_policy, \
+    ep.timeout_ms, ep.max_in_flight, ep.rate_limit_per_s, ep.disabled, \
+    d.attempt_count, d.count_4xx, d.cycle_base, d.cycle_started_ms, d.correlation_id, \
+    e.kind, e.event_type, e.payload, e.created_ms";
+
+/// Candidate rows read per claimed slot: room to skip rows whose key fills up within the batch.
+pub const SCAN_FACTOR: usize = 2;
+
+/// One due delivery as read from the database, before it is turned into a [`ClaimedDelivery`].
+#[allow(missing_docs)]
+pub struct CandidateRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub endpoint_id: Option<String>,
+    pub dispatch_key: String,
+    pub url: String,
+    pub direct_secret: Option<String>,
+    pub direct_headers: Option<String>,
+    pub direct_policy: Option<String>,
+    pub direct_timeout_ms: Option<i64>,
+    pub endpoint_found: Option<String>,
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
+    pub endpoint_headers: Option<String>,
+    pub endpoint_policy: Option<String>,
+    pub endpoint_timeout_ms: Option<i64>,
+    pub max_in_flight: Option<i64>,
+    pub rate_limit_per_s: Option<i64>,
+    pub disabled: Option<bool>,
+    pub attempt_count: i64,
+    pub count_4xx: i64,
+    pub cycle_base: i64,
+    pub cycle_started_ms: i64,
+    pub correlation_id: String,
+    pub kind: String,
+    pub event_type: String,
+    pub payload: String,
+    pub event_created_ms: i64,
+}
+
+/// What a claim does with the rows it read.
+#[derive(Default)]
+pub struct Selection {
+    /// Lease these (each with its lease expiry).
+    pub leased: Vec<(ClaimedDelivery, i64)>,
+    /// Cancel these: their endpoint was deleted.
+    pub endpoint_deleted: Vec<String>,
+    /// Park these: their endpoint is disabled.
+    pub endpoint_disabled: Vec<String>,
+}
+
+fn json_or_default<T: serde::de::DeserializeOwned + Default>(text: Option<&str>) -> StoreResult<T> {
+    match text {
+        Some(t) => Ok(serde_json::from_str(t)?),
+        None => Ok(T::default()),
+    }
+}
+
+fn to_u32(v: i64) -> u32 {
+    v.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+impl CandidateRow {
+    fn into_claimed(self, now_ms: i64, default_max_in_flight: u32) -> StoreResult<ClaimedDelivery> {
+        let from_endpoint = self.endpoint_found.is_some();
+        let mut secrets = Vec::new();
+        let (headers, policy, timeout): (BTreeMap<String, String>, RetryPolicy, Option<i64>) =
+            if from_endpoint {
+                secrets.extend(self.secret);
+                if let (Some(previous), Some(until)) =
+                    (self.previous_secret, self.previous_secret_until)
+                {
+                    if until > now_ms {
+                        secrets.push(previous);
+                    }
+                }
+                (
+                    json_or_default(self.endpoint_headers.as_deref())?,
+                    json_or_default(self.endpoint_policy.as_deref())?,
+                    self.endpoint_timeout_ms,
+                )
+            } else {
+                secrets.extend(self.direct_secret);
+                (
+                    json_or_default(self.direct_headers.as_deref())?,
+                    json_or_default(self.direct_policy.as_deref())?,
+                    self.direct_timeout_ms,
+                )
+            };
+        let body = if self.kind == EventKind::Direct.as_str() {
+            self.payload
+        } else {
+            event_envelope(
+                &self.event_id,
+                &self.event_type,
+                self.event_created_ms,
+                &self.payload,
+            )
+        };
+        Ok(ClaimedDelivery {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            event_id: self.event_id,
+            endpoint_id: self.endpoint_id,
+            dispatch_key: self.dispatch_key,
+            url: self.url,
+            body,
+            secrets,
+            headers: headers.into_iter().collect(),
+            retry_policy: policy,
+            timeout_ms: timeout.map(to_u32).unwrap_or(15_000),
+            max_in_flight: self
+                .max_in_flight
+                .map(to_u32)
+                .unwrap_or(default_max_in_flight)
+                .max(1),
+            rate_limit_per_s: self.rate_limit_per_s.map(to_u32),
+            attempt_count: to_u32(self.attempt_count),
+            count_4xx: to_u32(self.count_4xx),
+            cycle_base: to_u32(self.cycle_base),
+            cycle_started_ms: self.cycle_started_ms,
+            correlation_id: self.correlation_id,
+        })
+    }
+}
+
+/// Choose, oldest due first, the rows that fit their key's limit (`in_flight`: unexpired leases per key),
+/// up to `limit`; rows whose endpoint is gone or disabled are set aside.
+pub fn select(
+    rows: Vec<CandidateRow>,
+    in_flight: &HashMap<String, u32>,
+    limit: usize,
+    now_ms: i64,
+    lease_ms: i64,
+    default_max_in_flight: u32,
+) -> StoreResult<Selection> {
+    let mut selection = Selection::default();
+    let mut taken: HashMap<String, u32> = HashMap::new();
+    for row in rows {
+        if selection.leased.len() == limit {
+            break;
+        }
+        if row.endpoint_id.is_some() && row.endpoint_found.is_none() {
+            selection.endpoint_deleted.push(row.id);
+            continue;
+        }
+        if row.disabled == Some(true) {
+            selection.endpoint_disabled.push(row.id);
+            continue;
+        }
+        let claimed = row
+            .into_claimed(now_ms, default_max_in_flight)
+            .map_err(|e| StoreError::Internal(format!("unreadable delivery: {e}")))?;
+        let out = in_flight.get(&claimed.dispatch_key).copied().unwrap_or(0);
+        let used = taken.entry(claimed.dispatch_key.clone()).or_insert(0);
+        if out + *used >= claimed.max_in_flight {
+            continue;
+        }
+        *used += 1;
+        let lease_until = now_ms + i64::from(claimed.timeout_ms) + lease_ms;
+        selection.leased.push((claimed, lease_until));
+    }
+    Ok(selection)
+}

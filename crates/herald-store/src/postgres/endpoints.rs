@@ -1,0 +1,250 @@
+//! Tenants and endpoints on PostgreSQL.
+
+use deadpool_postgres::GenericClient;
+use herald_core::event_type::filter_matches;
+
+use super::rows;
+use super::{pg_error, WORK_CHANNEL};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{EndpointRecord, TenantRecord};
+use crate::query::{EndpointFilter, Listing, Page};
+use crate::sqlite::rows::ENDPOINT_COLUMNS;
+
+pub async fn create_tenant(
+    c: &impl GenericClient,
+    id: &str,
+    token: &str,
+    now_ms: i64,
+) -> StoreResult<TenantRecord> {
+    let inserted = c
+        .execute(
+            "INSERT INTO tenants (id, token_sha256, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&id, &token, &now_ms],
+        )
+        .await
+        .map_err(pg_error)?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("tenant {id} already exists")));
+    }
+    Ok(TenantRecord {
+        id: id.to_string(),
+        created_ms: now_ms,
+    })
+}
+
+pub async fn tenant_by_token(
+    c: &impl GenericClient,
+    token: &str,
+) -> StoreResult<Option<TenantRecord>> {
+    let stmt = c
+        .prepare_cached("SELECT id, created_ms FROM tenants WHERE token_sha256 = $1")
+        .await
+        .map_err(pg_error)?;
+    c.query_opt(&stmt, &[&token])
+        .await
+        .map_err(pg_error)?
+        .as_ref()
+        .map(rows::tenant)
+        .transpose()
+}
+
+pub async fn get_tenant(c: &impl GenericClient, id: &str) -> StoreResult<TenantRecord> {
+    let stmt = c
+        .prepare_cached("SELECT id, created_ms FROM tenants WHERE id = $1")
+        .await
+        .map_err(pg_error)?;
+    let row = c
+        .query_opt(&stmt, &[&id])
+        .await
+        .map_err(pg_error)?
+        .ok_or(StoreError::NotFound("tenant"))?;
+    rows::tenant(&row)
+}
+
+pub async fn list_tenants(c: &impl GenericClient) -> StoreResult<Vec<TenantRecord>> {
+    let found = c
+        .query(
+            "SELECT id, created_ms FROM tenants ORDER BY created_ms, id",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    found.iter().map(rows::tenant).collect()
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("serializing plain data cannot fail")
+}
+
+pub async fn create_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    );
+    c.execute(
+        sql.as_str(),
+        &[
+            &ep.id,
+            &ep.tenant_id,
+            &ep.url,
+            &json(&ep.event_types),
+            &ep.secret,
+            &ep.previous_secret,
+            &ep.previous_secret_expires_ms,
+            &json(&ep.headers),
+            &json(&ep.retry_policy),
+            &i64::from(ep.timeout_ms),
+            &ep.rate_limit_per_s.map(i64::from),
+            &i64::from(ep.max_in_flight),
+            &ep.disabled,
+            &ep.description,
+            &json(&ep.metadata),
+            &ep.created_ms,
+            &ep.updated_ms,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+pub async fn get_endpoint(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    id: &str,
+) -> StoreResult<EndpointRecord> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1 AND tenant_id = $2");
+    let stmt = c.prepare_cached(&sql).await.map_err(pg_error)?;
+    let row = c
+        .query_opt(&stmt, &[&id, &tenant_id])
+        .await
+        .map_err(pg_error)?
+        .ok_or(StoreError::NotFound("endpoint"))?;
+    rows::endpoint(&row)
+}
+
+pub async fn list_endpoints(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    filter: &EndpointFilter,
+    page: &Page,
+) -> StoreResult<Listing<EndpointRecord>> {
+    let after = page.after.clone().unwrap_or_default();
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE tenant_id = $1 AND id > $2 ORDER BY id"
+    );
+    let found = c
+        .query(sql.as_str(), &[&tenant_id, &after])
+        .await
+        .map_err(pg_error)?;
+    let skip = if page.after.is_some() {
+        0
+    } else {
+        page.offset as usize
+    };
+    let mut items: Vec<EndpointRecord> = Vec::with_capacity(page.limit.min(256));
+    let mut matching = 0usize;
+    for row in &found {
+        let ep = rows::endpoint(row)?;
+        if let Some(t) = &filter.event_type {
+            if !filter_matches(&ep.event_types, t) {
+                continue;
+            }
+        }
+        matching += 1;
+        if matching <= skip {
+            continue;
+        }
+        if items.len() == page.limit {
+            let next_after = items.last().map(|e| e.id.clone());
+            return Ok(Listing { items, next_after });
+        }
+        items.push(ep);
+    }
+    Ok(Listing {
+        items,
+        next_after: None,
+    })
+}
+
+pub async fn update_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> StoreResult<()> {
+    let changed = c
+        .execute(
+            "UPDATE endpoints SET url = $3, event_types = $4, secret = $5, previous_secret = $6, \
+             previous_secret_expires_ms = $7, headers = $8, retry_policy = $9, timeout_ms = $10, \
+             rate_limit_per_s = $11, max_in_flight = $12, disabled = $13, description = $14, metadata = $15, \
+             updated_ms = $16 WHERE id = $1 AND tenant_id = $2",
+            &[
+                &ep.id,
+                &ep.tenant_id,
+                &ep.url,
+                &json(&ep.event_types),
+                &ep.secret,
+                &ep.previous_secret,
+                &ep.previous_secret_expires_ms,
+                &json(&ep.headers),
+                &json(&ep.retry_policy),
+                &i64::from(ep.timeout_ms),
+                &ep.rate_limit_per_s.map(i64::from),
+                &i64::from(ep.max_in_flight),
+                &ep.disabled,
+                &ep.description,
+                &json(&ep.metadata),
+                &ep.updated_ms,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    if !ep.disabled {
+        let woken = c
+            .execute(
+                "UPDATE deliveries SET due_ms = $2, updated_ms = $2 \
+                 WHERE endpoint_id = $1 AND status IN ('pending', 'retrying') AND due_ms IS NULL",
+                &[&ep.id, &ep.updated_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        if woken > 0 {
+            notify_work(c).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete_endpoint(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    id: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let deleted = c
+        .execute(
+            "DELETE FROM endpoints WHERE id = $1 AND tenant_id = $2",
+            &[&id, &tenant_id],
+        )
+        .await
+        .map_err(pg_error)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    c.execute(
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
+         last_error = 'endpoint deleted', updated_ms = $2 \
+         WHERE endpoint_id = $1 AND status IN ('pending', 'retrying', 'in_progress')",
+        &[&id, &now_ms],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Tell listening nodes that work may be due (delivered when the surrounding transaction commits).
+pub async fn notify_work(c: &impl GenericClient) -> StoreResult<()> {
+    c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Accepting work on PostgreSQL: publish with fan-out, direct deliveries, endpoint replays. Each runs in one
+//! transaction and notifies listening nodes on commit.
+
+use deadpool_postgres::GenericClient;
+use herald_core::event_type::filter_matches;
+
+use super::endpoints::{get_endpoint, notify_work};
+use super::rows;
+use super::{pg_error, PostgresStore};
+use crate::error::StoreResult;
+use crate::model::*;
+use crate::sqlite::rows::{DELIVERY_COLUMNS, EVENT_COLUMNS};
+
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+const REPLAY_LIMIT: i64 = 100_000;
+
+async fn insert_event(c: &impl GenericClient, e: &EventRecord) -> StoreResult<()> {
+    let sql =
+        format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+    let stmt = c.prepare_cached(&sql).await.map_err(pg_error)?;
+    c.execute(
+        &stmt,
+        &[
+            &e.id,
+            &e.tenant_id,
+            &e.kind.as_str(),
+            &e.event_type,
+            &e.payload,
+            &e.idempotency_key,
+            &e.correlation_id,
+            &e.created_ms,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Insert fanned-out deliveries `(id, endpoint id, url)` of `event`, due at `due_ms`, in one statement.
+async fn insert_fanned_out(
+    c: &impl GenericClient,
+    event: &EventRecord,
+    targets: &[(String, String, String)],
+    due_ms: i64,
+) -> StoreResult<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = targets.iter().map(|t| t.0.as_str()).collect();
+    let endpoints: Vec<&str> = targets.iter().map(|t| t.1.as_str()).collect();
+    let urls: Vec<&str> = targets.iter().map(|t| t.2.as_str()).collect();
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
+             cycle_started_ms, due_ms, correlation_id, created_ms, updated_ms) \
+             SELECT u.id, $4, $5, u.endpoint_id, u.endpoint_id, u.url, 'pending', $6, $6, $7, $6, $6 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(id, endpoint_id, url)",
+        )
+        .await
+        .map_err(pg_error)?;
+    c.execute(
+        &stmt,
+        &[
+            &ids,
+            &endpoints,
+            &urls,
+            &event.tenant_id,
+            &event.id,
+            &due_ms,
+            &event.correlation_id,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    notify_work(c).await
+}
+
+/// The earlier answer for an idempotency key used within 24 h, claiming the key otherwise.
+async fn claim_key(
+    c: &impl GenericClient,
+    tenant: &str,
+    key: &str,
+    event_id: &str,
+    now_ms: i64,
+) -> StoreResult<Option<Published>> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (tenant_id, key, event_id, created_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, key) DO UPDATE SET event_id = EXCLUDED.event_id, created_ms = EXCLUDED.created_ms \
+             WHERE idempotency_keys.created_ms < $5 RETURNING event_id",
+        )
+        .await
+        .map_err(pg_error)?;
+    let cutoff = now_ms - IDEMPOTENCY_WINDOW_MS;
+    if c.query_opt(&stmt, &[&tenant, &key, &event_id, &now_ms, &cutoff])
+        .await
+        .map_err(pg_error)?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let earlier: String = c
+        .query_one(
+            "SELECT event_id FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            &[&tenant, &key],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+    let event = rows::event(
+        &c.query_one(sql.as_str(), &[&earlier])
+            .await
+            .map_err(pg_error)?,
+    )?;
+    let refs = c
+        .query(
+            "SELECT id, endpoint_id FROM deliveries WHERE event_id = $1 ORDER BY id",
+            &[&earlier],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| {
+            Ok(DeliveryRef {
+                id: rows::get(r, 0)?,
+                endpoint_id: rows::get(r, 1)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(Published {
+        event,
+        deliveries: refs,
+        replayed: true,
+    }))
+}
+
+pub async fn publish(store: &PostgresStore, new: NewEvent) -> StoreResult<Published> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let event = EventRecord {
+        id: store.new_id("evt", new.now_ms),
+        tenant_id: new.tenant_id,
+        kind: EventKind::Event,
+        event_type: new.event_type,
+        payload: new.payload,
+        idempotency_key: new.idempotency_key,
+        correlation_id: new.correlation_id,
+        created_ms: new.now_ms,
+    };
+    if let Some(key) = &event.idempotency_key {
+        if let Some(earlier) =
+            claim_key(&tx, &event.tenant_id, key, &event.id, event.created_ms).await?
+        {
+            tx.commit().await.map_err(pg_error)?;
+            return Ok(earlier);
+        }
+    }
+    insert_event(&tx, &event).await?;
+    let stmt = tx
+        .prepare_cached("SELECT id, url, event_types FROM endpoints WHERE tenant_id = $1 AND NOT disabled ORDER BY id")
+        .await
+        .map_err(pg_error)?;
+    let mut targets = Vec::new();
+    for row in tx
+        .query(&stmt, &[&event.tenant_id])
+        .await
+        .map_err(pg_error)?
+    {
+        let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 2)?)?;
+        if filter_matches(&filters, &event.event_type) {
+            targets.push((
+                store.new_id("dlv", event.created_ms),
+                rows::get(&row, 0)?,
+                rows::get(&row, 1)?,
+            ));
+        }
+    }
+    insert_fanned_out(&tx, &event, &targets, event.created_ms).await?;
+    tx.commit().await.map_err(pg_error)?;
+    let deliveries = targets
+        .into_iter()
+        .map(|(id, endpoint_id, _)| DeliveryRef {
+            id,
+            endpoint_id: Some(endpoint_id),
+        })
+        .collect();
+    Ok(Published {
+        event,
+        deliveries,
+        replayed: false,
+    })
+}
+
+pub async fn create_direct(
+    store: &PostgresStore,
+    new: NewDirectDelivery,
+) -> StoreResult<DeliveryRecord> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let event = EventRecord {
+        id: store.new_id("evt", new.now_ms),
+        tenant_id: new.tenant_id.clone(),
+        kind: EventKind::Direct,
+        event_type: "direct".into(),
+        payload: new.payload,
+        idempotency_key: None,
+        correlation_id: new.correlation_id.clone(),
+        created_ms: new.now_ms,
+    };
+    insert_event(&tx, &event).await?;
+    let id = store.new_id("dlv", new.now_ms);
+    let host = herald_core::url_policy::TargetUrl::parse(&new.url)
+        .map(|u| u.host_str().to_string())
+        .unwrap_or_default();
+    tx.execute(
+        "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, secret, headers, \
+         retry_policy, timeout_ms, status, cycle_started_ms, due_ms, correlation_id, reference_id, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11, $12, $10, $10)",
+        &[
+            &id,
+            &new.tenant_id,
+            &event.id,
+            &format!("direct:{host}"),
+            &new.url,
+            &new.secret,
+            &serde_json::to_string(&new.headers)?,
+            &serde_json::to_string(&new.retry_policy)?,
+            &i64::from(new.timeout_ms),
+            &new.now_ms,
+            &new.correlation_id,
+            &new.reference_id,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    notify_work(&tx).await?;
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+    let record = rows::delivery(&tx.query_one(sql.as_str(), &[&id]).await.map_err(pg_error)?)?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(record)
+}
+
+pub async fn replay_endpoint(
+    store: &PostgresStore,
+    tenant_id: &str,
+    id: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> StoreResult<u64> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let endpoint = get_endpoint(&tx, tenant_id, id).await?;
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND kind = 'event' AND created_ms >= $2 \
+         ORDER BY created_ms, id LIMIT $3"
+    );
+    let found = tx
+        .query(sql.as_str(), &[&tenant_id, &since_ms, &REPLAY_LIMIT])
+        .await
+        .map_err(pg_error)?;
+    let mut count = 0;
+    for row in &found {
+        let event = rows::event(row)?;
+        if filter_matches(&endpoint.event_types, &event.event_type) {
+            let mut replayed = event.clone();
+            replayed.created_ms = now_ms;
+            let target = (
+                store.new_id("dlv", now_ms),
+                endpoint.id.clone(),
+                endpoint.url.clone(),
+            );
+            insert_fanned_out(&tx, &replayed, &[target], now_ms).await?;
+            count += 1;
+        }
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(count)
+}

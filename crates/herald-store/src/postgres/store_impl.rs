@@ -1,0 +1,262 @@
+//! [`Store`] for [`PostgresStore`]: every operation on a pooled connection under the store's timeout.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{claims, deliveries, endpoints, listen, publish, PostgresStore};
+use crate::error::StoreResult;
+use crate::model::*;
+use crate::query::*;
+use crate::Store;
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(super::pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn watch_for_work(&self, wake: Arc<Notify>) {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        self.listeners
+            .lock()
+            .expect("listener list lock")
+            .push(stop);
+        tokio::spawn(listen::run(self.config.clone(), wake, stopped));
+    }
+
+    async fn create_tenant(
+        &self,
+        id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> StoreResult<TenantRecord> {
+        self.timed(async {
+            endpoints::create_tenant(&self.client().await?, id, token_sha256, now_ms).await
+        })
+        .await
+    }
+
+    async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
+        self.timed(async { endpoints::tenant_by_token(&self.client().await?, token_sha256).await })
+            .await
+    }
+
+    async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord> {
+        self.timed(async { endpoints::get_tenant(&self.client().await?, id).await })
+            .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+        self.timed(async { endpoints::list_tenants(&self.client().await?).await })
+            .await
+    }
+
+    async fn create_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {
+        self.timed(async { endpoints::create_endpoint(&self.client().await?, endpoint).await })
+            .await
+    }
+
+    async fn get_endpoint(&self, tenant_id: &str, id: &str) -> StoreResult<EndpointRecord> {
+        self.timed(async { endpoints::get_endpoint(&self.client().await?, tenant_id, id).await })
+            .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        filter: &EndpointFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<EndpointRecord>> {
+        self.timed(async {
+            endpoints::list_endpoints(&self.client().await?, tenant_id, filter, page).await
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            endpoints::update_endpoint(&tx, endpoint).await?;
+            tx.commit().await.map_err(super::pg_error)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            endpoints::delete_endpoint(&tx, tenant_id, id, now_ms).await?;
+            tx.commit().await.map_err(super::pg_error)
+        })
+        .await
+    }
+
+    async fn replay_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        self.timed(publish::replay_endpoint(
+            self, tenant_id, id, since_ms, now_ms,
+        ))
+        .await
+    }
+
+    async fn publish(&self, event: NewEvent) -> StoreResult<Published> {
+        self.timed(publish::publish(self, event)).await
+    }
+
+    async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<EventRecord> {
+        self.timed(async { deliveries::get_event(&self.client().await?, tenant_id, id).await })
+            .await
+    }
+
+    async fn create_direct_delivery(
+        &self,
+        delivery: NewDirectDelivery,
+    ) -> StoreResult<DeliveryRecord> {
+        self.timed(publish::create_direct(self, delivery)).await
+    }
+
+    async fn get_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<DeliveryRecord> {
+        self.timed(async { deliveries::get_delivery(&self.client().await?, tenant_id, id).await })
+            .await
+    }
+
+    async fn list_attempts(
+        &self,
+        tenant_id: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Vec<AttemptRecord>> {
+        self.timed(async {
+            deliveries::list_attempts(&self.client().await?, tenant_id, delivery_id).await
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<DeliveryRecord>> {
+        self.timed(async {
+            deliveries::list_deliveries(&self.client().await?, tenant_id, filter, page).await
+        })
+        .await
+    }
+
+    async fn count_deliveries(&self, tenant_id: &str, filter: &DeliveryFilter) -> StoreResult<u64> {
+        self.timed(async {
+            deliveries::count_deliveries(&self.client().await?, tenant_id, filter).await
+        })
+        .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            let record = deliveries::retry_delivery(&tx, tenant_id, id, now_ms).await?;
+            tx.commit().await.map_err(super::pg_error)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn cancel_delivery(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<DeliveryRecord> {
+        self.timed(async {
+            deliveries::cancel_delivery(&self.client().await?, tenant_id, id, now_ms).await
+        })
+        .await
+    }
+
+    async fn delete_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
+        self.timed(async {
+            deliveries::delete_delivery(&self.client().await?, tenant_id, id).await
+        })
+        .await
+    }
+
+    async fn delete_deliveries(
+        &self,
+        tenant_id: &str,
+        filter: &DeliveryFilter,
+    ) -> StoreResult<u64> {
+        self.timed(async {
+            deliveries::delete_deliveries(&self.client().await?, tenant_id, filter).await
+        })
+        .await
+    }
+
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.timed(claims::claim_due(self, request)).await
+    }
+
+    async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()> {
+        self.timed(claims::record_attempts(self, &results)).await
+    }
+
+    async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
+        self.timed(async {
+            claims::release_leases(&self.client().await?, owner, ids, now_ms).await
+        })
+        .await
+    }
+
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.timed(async { claims::next_due_ms(&self.client().await?).await })
+            .await
+    }
+
+    async fn purge_finished(
+        &self,
+        failed_before_ms: i64,
+        others_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<u64> {
+        self.timed(async {
+            claims::purge_finished(
+                &self.client().await?,
+                failed_before_ms,
+                others_before_ms,
+                batch,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
+        self.timed(async { claims::stats(&self.client().await?, now_ms).await })
+            .await
+    }
+}
