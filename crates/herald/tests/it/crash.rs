@@ -2,75 +2,20 @@
 //! acknowledged event is delivered.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::helpers::{Reply, TempDir, TestReceiver, ADMIN_TOKEN};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `herald serve` process, killed (SIGKILL) and reaped when dropped.
-struct HeraldProcess(Child);
-
-impl HeraldProcess {
-    fn sigkill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for HeraldProcess {
-    fn drop(&mut self) {
-        self.sigkill();
-    }
-}
-
-/// Start `herald serve` as its own process and wait until it answers.
-async fn start_herald(data_dir: &Path, port: u16) -> HeraldProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
-        .env("HERALD_POLL_INTERVAL_MS", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("herald binary starts");
-    let child = HeraldProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-            if r.status().is_success() {
-                return child;
-            }
-        }
-        assert!(Instant::now() < deadline, "herald did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::process::{free_port, HeraldProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     let dir = TempDir::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut herald = start_herald(dir.path(), port).await;
+    let mut herald = HeraldProcess::start(dir.path(), port, &[], &[]).await;
     let client = reqwest::Client::new();
 
     // Slow answers keep deliveries in flight; the first 150 fail so others are retrying at the crash.
@@ -132,7 +77,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         "the crash happened with work outstanding"
     );
 
-    let _herald = start_herald(dir.path(), port).await;
+    let _herald = HeraldProcess::start(dir.path(), port, &[], &[]).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got: HashSet<String> = rx

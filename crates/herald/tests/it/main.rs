@@ -1,8 +1,11 @@
 //! Integration tests: the real server and real receivers on 127.0.0.1 ephemeral ports.
 
 mod api;
+mod cluster;
 mod compat;
 mod crash;
 mod delivery;
 mod helpers;
 mod isolation;
+mod pgproxy;
+mod process;
