@@ -30,6 +30,10 @@ use herald_core::url_policy::UrlPolicy;
 
 /// Most deliveries claimed in one go.
 const CLAIM_BATCH: usize = 512;
+/// Free slots worth a claim while a backlog is draining.
+const MIN_CLAIM: usize = 32;
+/// Longest wait for [`MIN_CLAIM`] slots before claiming anyway.
+const CLAIM_GATHER: Duration = Duration::from_millis(2);
 /// How long shutdown waits for attempts in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -111,14 +115,25 @@ impl Engine {
         let janitor = tokio::spawn(janitor::run(store.clone(), config.clone()));
         tokio::pin!(shutdown);
         let mut failures = 0u32;
+        let mut backlog = false;
         loop {
-            let free = permits.available_permits().min(CLAIM_BATCH);
-            if free == 0 {
+            if permits.available_permits() == 0 {
                 tokio::select! {
                     _ = context.slot_freed.notified() => continue,
                     _ = &mut shutdown => break,
                 }
             }
+            if backlog {
+                // More work is waiting: let a few slots free up so the next claim is a batch, not one row
+                // (each claim is a transaction).
+                let gather = async {
+                    while permits.available_permits() < MIN_CLAIM.min(config.concurrency) {
+                        context.slot_freed.notified().await;
+                    }
+                };
+                let _ = tokio::time::timeout(CLAIM_GATHER, gather).await;
+            }
+            let free = permits.available_permits().min(CLAIM_BATCH);
             let saturated = context.limits.saturated();
             let request = ClaimRequest {
                 owner: context.owner.clone(),
@@ -144,6 +159,7 @@ impl Engine {
                 }
             };
             let full_batch = claimed.len() == free;
+            backlog = full_batch;
             for delivery in claimed {
                 let permit = permits
                     .clone()

@@ -8,6 +8,7 @@
 //! - Every operation runs under the configured timeout. An unreachable database is reported as
 //!   `StoreError::Unavailable` (the API answers 503), never as a hang.
 
+mod batch;
 mod claims;
 mod deliveries;
 mod endpoints;
@@ -19,7 +20,7 @@ mod store_impl;
 pub mod test_db;
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -57,7 +58,8 @@ pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     timeout: Duration,
-    ids: Mutex<(MonotonicIds, SmallRng)>,
+    ids: IdSource,
+    publisher: batch::Publisher,
     /// Dropping these stops the work listeners.
     listeners: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
 }
@@ -112,11 +114,13 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: PgOptions, now_ms: i64) -> StoreResult<PostgresStore> {
         let config = parse_url(url)?;
         let pool = build_pool(&config, &options)?;
+        let ids = IdSource::default();
         let store = PostgresStore {
+            publisher: batch::Publisher::start(pool.clone(), ids.clone(), options.timeout),
             pool,
             config,
             timeout: options.timeout,
-            ids: Mutex::new((MonotonicIds::new(), SmallRng::from_os_rng())),
+            ids,
             listeners: Mutex::new(Vec::new()),
         };
         let mut client = store.client().await?;
@@ -155,7 +159,27 @@ impl PostgresStore {
 
     /// A new time-sortable id, strictly increasing within this node.
     fn new_id(&self, prefix: &str, now_ms: i64) -> String {
-        let mut ids = self.ids.lock().expect("id generator lock");
+        self.ids.next(prefix, now_ms)
+    }
+}
+
+/// Time-sortable ids, strictly increasing within this node; shared by the store and its batchers.
+#[derive(Clone)]
+pub(crate) struct IdSource(Arc<Mutex<(MonotonicIds, SmallRng)>>);
+
+impl Default for IdSource {
+    fn default() -> Self {
+        IdSource(Arc::new(Mutex::new((
+            MonotonicIds::new(),
+            SmallRng::from_os_rng(),
+        ))))
+    }
+}
+
+impl IdSource {
+    /// The next id with `prefix`.
+    pub(crate) fn next(&self, prefix: &str, now_ms: i64) -> String {
+        let mut ids = self.0.lock().expect("id generator lock");
         let random: u128 = ids.1.random();
         ids.0.next(prefix, now_ms.max(0) as u64, random)
     }

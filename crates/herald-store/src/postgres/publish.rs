@@ -1,9 +1,10 @@
-//! Accepting work on PostgreSQL: publish with fan-out, direct deliveries, endpoint replays. Each runs in one
-//! transaction and notifies listening nodes on commit.
+//! Accepting work on PostgreSQL besides publishes (see `batch.rs`): direct deliveries, endpoint replays, and the
+//! idempotency-key check. Each runs in one transaction and notifies listening nodes on commit.
 
 use deadpool_postgres::GenericClient;
 use herald_core::event_type::filter_matches;
 
+use super::batch::{insert_deliveries, NewDeliveryRow};
 use super::endpoints::{get_endpoint, notify_work};
 use super::rows;
 use super::{pg_error, PostgresStore};
@@ -36,47 +37,8 @@ async fn insert_event(c: &impl GenericClient, e: &EventRecord) -> StoreResult<()
     Ok(())
 }
 
-/// Insert fanned-out deliveries `(id, endpoint id, url)` of `event`, due at `due_ms`, in one statement.
-async fn insert_fanned_out(
-    c: &impl GenericClient,
-    event: &EventRecord,
-    targets: &[(String, String, String)],
-    due_ms: i64,
-) -> StoreResult<()> {
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = targets.iter().map(|t| t.0.as_str()).collect();
-    let endpoints: Vec<&str> = targets.iter().map(|t| t.1.as_str()).collect();
-    let urls: Vec<&str> = targets.iter().map(|t| t.2.as_str()).collect();
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
-             cycle_started_ms, due_ms, correlation_id, created_ms, updated_ms) \
-             SELECT u.id, $4, $5, u.endpoint_id, u.endpoint_id, u.url, 'pending', $6, $6, $7, $6, $6 \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(id, endpoint_id, url)",
-        )
-        .await
-        .map_err(pg_error)?;
-    c.execute(
-        &stmt,
-        &[
-            &ids,
-            &endpoints,
-            &urls,
-            &event.tenant_id,
-            &event.id,
-            &due_ms,
-            &event.correlation_id,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    notify_work(c).await
-}
-
 /// The earlier answer for an idempotency key used within 24 h, claiming the key otherwise.
-async fn claim_key(
+pub(super) async fn claim_key(
     c: &impl GenericClient,
     tenant: &str,
     key: &str,
@@ -133,63 +95,6 @@ async fn claim_key(
         deliveries: refs,
         replayed: true,
     }))
-}
-
-pub async fn publish(store: &PostgresStore, new: NewEvent) -> StoreResult<Published> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let event = EventRecord {
-        id: store.new_id("evt", new.now_ms),
-        tenant_id: new.tenant_id,
-        kind: EventKind::Event,
-        event_type: new.event_type,
-        payload: new.payload,
-        idempotency_key: new.idempotency_key,
-        correlation_id: new.correlation_id,
-        created_ms: new.now_ms,
-    };
-    if let Some(key) = &event.idempotency_key {
-        if let Some(earlier) =
-            claim_key(&tx, &event.tenant_id, key, &event.id, event.created_ms).await?
-        {
-            tx.commit().await.map_err(pg_error)?;
-            return Ok(earlier);
-        }
-    }
-    insert_event(&tx, &event).await?;
-    let stmt = tx
-        .prepare_cached("SELECT id, url, event_types FROM endpoints WHERE tenant_id = $1 AND NOT disabled ORDER BY id")
-        .await
-        .map_err(pg_error)?;
-    let mut targets = Vec::new();
-    for row in tx
-        .query(&stmt, &[&event.tenant_id])
-        .await
-        .map_err(pg_error)?
-    {
-        let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 2)?)?;
-        if filter_matches(&filters, &event.event_type) {
-            targets.push((
-                store.new_id("dlv", event.created_ms),
-                rows::get(&row, 0)?,
-                rows::get(&row, 1)?,
-            ));
-        }
-    }
-    insert_fanned_out(&tx, &event, &targets, event.created_ms).await?;
-    tx.commit().await.map_err(pg_error)?;
-    let deliveries = targets
-        .into_iter()
-        .map(|(id, endpoint_id, _)| DeliveryRef {
-            id,
-            endpoint_id: Some(endpoint_id),
-        })
-        .collect();
-    Ok(Published {
-        event,
-        deliveries,
-        replayed: false,
-    })
 }
 
 pub async fn create_direct(
@@ -260,20 +165,22 @@ pub async fn replay_endpoint(
         .await
         .map_err(pg_error)?;
     let mut count = 0;
+    let mut rows_to_insert = Vec::new();
     for row in &found {
         let event = rows::event(row)?;
         if filter_matches(&endpoint.event_types, &event.event_type) {
             let mut replayed = event.clone();
             replayed.created_ms = now_ms;
-            let target = (
-                store.new_id("dlv", now_ms),
-                endpoint.id.clone(),
-                endpoint.url.clone(),
-            );
-            insert_fanned_out(&tx, &replayed, &[target], now_ms).await?;
+            rows_to_insert.push(NewDeliveryRow {
+                id: store.new_id("dlv", now_ms),
+                event: replayed,
+                endpoint_id: endpoint.id.clone(),
+                url: endpoint.url.clone(),
+            });
             count += 1;
         }
     }
+    insert_deliveries(&tx, &rows_to_insert).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(count)
 }

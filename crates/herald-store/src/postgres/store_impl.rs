@@ -121,7 +121,7 @@ impl Store for PostgresStore {
     }
 
     async fn publish(&self, event: NewEvent) -> StoreResult<Published> {
-        self.timed(publish::publish(self, event)).await
+        self.timed(self.publisher.publish(event)).await
     }
 
     async fn get_event(&self, tenant_id: &str, id: &str) -> StoreResult<EventRecord> {

@@ -1,0 +1,289 @@
+//! Group commit for publishes on PostgreSQL. A few batcher tasks each take whatever publishes are queued and
+//! write them in one transaction: the events with one statement, the fan-out with another, one notification,
+//! one commit. Concurrent publishers therefore share round trips and fsyncs, as they do on the SQLite writer.
+//! If a batch fails, its publishes are retried one by one so that one bad publish cannot fail the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Pool};
+use herald_core::event_type::filter_matches;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::endpoints::notify_work;
+use super::publish::claim_key;
+use super::{pg_error, rows, IdSource};
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+
+/// Batcher tasks per node (each holds one connection while it writes).
+const BATCHERS: usize = 4;
+/// Most publishes folded into one transaction.
+const MAX_BATCH: usize = 256;
+
+type Job = (NewEvent, oneshot::Sender<StoreResult<Published>>);
+
+/// Handle used by `Store::publish`.
+pub struct Publisher {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Publisher {
+    /// Start the batcher tasks.
+    pub fn start(pool: Pool, ids: IdSource, timeout: Duration) -> Publisher {
+        let (jobs, queue) = mpsc::channel::<Job>(8 * MAX_BATCH);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..BATCHERS {
+            tokio::spawn(run(queue.clone(), pool.clone(), ids.clone(), timeout));
+        }
+        Publisher { jobs }
+    }
+
+    /// Publish through the next batch; resolves after its commit.
+    pub async fn publish(&self, event: NewEvent) -> StoreResult<Published> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((event, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
+    }
+}
+
+async fn run(queue: Arc<Mutex<mpsc::Receiver<Job>>>, pool: Pool, ids: IdSource, timeout: Duration) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            match queue.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let events: Vec<NewEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        match write(&pool, &ids, events, timeout).await {
+            Ok(results) => {
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let (_, reply) = batch.pop().expect("one job");
+                let _ = reply.send(Err(e));
+            }
+            Err(_) => {
+                for (event, reply) in batch {
+                    let one = write(&pool, &ids, vec![event], timeout).await;
+                    let _ = reply.send(one.map(|mut r| r.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+async fn write(
+    pool: &Pool,
+    ids: &IdSource,
+    events: Vec<NewEvent>,
+    timeout: Duration,
+) -> StoreResult<Vec<Published>> {
+    let work = async {
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let results = publish_all(&tx, ids, events).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(results)
+    };
+    tokio::time::timeout(timeout * 2, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            ))
+        })
+}
+
+/// Store every event and its fan-out inside `tx`; an event whose idempotency key was used in the last 24 h
+/// gets the earlier answer instead.
+async fn publish_all(
+    tx: &impl GenericClient,
+    ids: &IdSource,
+    events: Vec<NewEvent>,
+) -> StoreResult<Vec<Published>> {
+    let mut answers: Vec<Option<Published>> = Vec::with_capacity(events.len());
+    let mut fresh: Vec<(usize, EventRecord)> = Vec::with_capacity(events.len());
+    for (i, new) in events.into_iter().enumerate() {
+        let event = EventRecord {
+            id: ids.next("evt", new.now_ms),
+            tenant_id: new.tenant_id,
+            kind: EventKind::Event,
+            event_type: new.event_type,
+            payload: new.payload,
+            idempotency_key: new.idempotency_key,
+            correlation_id: new.correlation_id,
+            created_ms: new.now_ms,
+        };
+        if let Some(key) = &event.idempotency_key {
+            if let Some(earlier) =
+                claim_key(tx, &event.tenant_id, key, &event.id, event.created_ms).await?
+            {
+                answers.push(Some(earlier));
+                continue;
+            }
+        }
+        answers.push(None);
+        fresh.push((i, event));
+    }
+    insert_events(tx, fresh.iter().map(|(_, e)| e)).await?;
+
+    let mut tenants: Vec<&str> = fresh.iter().map(|(_, e)| e.tenant_id.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut endpoints: HashMap<String, Vec<(String, String, Vec<String>)>> = HashMap::new();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id",
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in tx.query(&stmt, &[&tenants]).await.map_err(pg_error)? {
+        let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 3)?)?;
+        endpoints.entry(rows::get(&row, 0)?).or_default().push((
+            rows::get(&row, 1)?,
+            rows::get(&row, 2)?,
+            filters,
+        ));
+    }
+
+    let mut deliveries = Vec::new();
+    for (i, event) in fresh {
+        let mut refs = Vec::new();
+        for (endpoint_id, url, filters) in endpoints.get(&event.tenant_id).into_iter().flatten() {
+            if filter_matches(filters, &event.event_type) {
+                let id = ids.next("dlv", event.created_ms);
+                deliveries.push(NewDeliveryRow {
+                    id: id.clone(),
+                    event: event.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                    url: url.clone(),
+                });
+                refs.push(DeliveryRef {
+                    id,
+                    endpoint_id: Some(endpoint_id.clone()),
+                });
+            }
+        }
+        answers[i] = Some(Published {
+            event,
+            deliveries: refs,
+            replayed: false,
+        });
+    }
+    insert_deliveries(tx, &deliveries).await?;
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every event answered"))
+        .collect())
+}
+
+async fn insert_events<'a>(
+    tx: &impl GenericClient,
+    events: impl Iterator<Item = &'a EventRecord>,
+) -> StoreResult<()> {
+    let events: Vec<&EventRecord> = events.collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&EventRecord) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let keys: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.idempotency_key.as_deref())
+        .collect();
+    let created: Vec<i64> = events.iter().map(|e| e.created_ms).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::bigint[])",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &stmt,
+        &[
+            &col(|e| &e.id),
+            &col(|e| &e.tenant_id),
+            &col(|e| e.kind.as_str()),
+            &col(|e| &e.event_type),
+            &col(|e| &e.payload),
+            &keys,
+            &col(|e| &e.correlation_id),
+            &created,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// One fanned-out delivery to insert, due at its event's time.
+pub struct NewDeliveryRow {
+    /// `dlv_…`
+    pub id: String,
+    /// The event it carries (tenant, correlation and time are taken from it).
+    pub event: EventRecord,
+    /// Target endpoint.
+    pub endpoint_id: String,
+    /// The endpoint's URL at creation.
+    pub url: String,
+}
+
+/// Insert fanned-out deliveries in one statement and notify listening nodes.
+pub async fn insert_deliveries(
+    tx: &impl GenericClient,
+    rows: &[NewDeliveryRow],
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewDeliveryRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    let created: Vec<i64> = rows.iter().map(|r| r.event.created_ms).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
+             cycle_started_ms, due_ms, correlation_id, created_ms, updated_ms) \
+             SELECT u.id, u.tenant_id, u.event_id, u.endpoint_id, u.endpoint_id, u.url, 'pending', u.created, \
+             u.created, u.correlation_id, u.created, u.created \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
+             AS u(id, tenant_id, event_id, endpoint_id, url, correlation_id, created)",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &stmt,
+        &[
+            &col(|r| &r.id),
+            &col(|r| &r.event.tenant_id),
+            &col(|r| &r.event.id),
+            &col(|r| &r.endpoint_id),
+            &col(|r| &r.url),
+            &col(|r| &r.event.correlation_id),
+            &created,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    notify_work(tx).await
+}
