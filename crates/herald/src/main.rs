@@ -22,6 +22,8 @@ enum Command {
     Send(cmd::send::SendArgs),
     /// Apply database migrations and exit.
     Migrate(cmd::migrate::MigrateArgs),
+    /// Measure Herald on this machine (SPEC §8): throughput, latency, fan-out, backlog drain, memory.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
             Command::Receiver(args) => cmd::receiver::run(args).await,
             Command::Send(args) => cmd::send::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share.
 
+pub mod bench;
 pub mod migrate;
 pub mod receiver;
 pub mod send;
