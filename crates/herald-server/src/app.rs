@@ -26,6 +26,8 @@ pub struct AppState {
     pub token_cache: Arc<Mutex<HashMap<String, String>>>,
     /// Engine status for `/health`, when this node delivers.
     pub engine: Option<crate::delivery::EngineStatus>,
+    /// Jobs: long polls, progress, completion, the async gateway.
+    pub jobs: Arc<crate::jobs::JobService>,
 }
 
 /// Milliseconds since the Unix epoch.

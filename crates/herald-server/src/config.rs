@@ -102,6 +102,10 @@ pub struct Config {
     pub db_timeout_ms: u64,
     /// Delivery engine settings.
     pub delivery: DeliveryConfig,
+    /// Large-result offload: blob store, S3 settings, threshold, URL lifetime.
+    pub blobs: crate::blobs::BlobSettings,
+    /// How clients reach this node (base of local blob URLs); `http://<listen>` when unset.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -119,6 +123,8 @@ impl Config {
             db_pool_size: 16,
             db_timeout_ms: 5_000,
             delivery: DeliveryConfig::default(),
+            blobs: crate::blobs::BlobSettings::default(),
+            public_url: None,
         }
     }
 
@@ -264,6 +270,24 @@ impl Layers<'_> {
         c.database_url = self.get("database_url", "a URL")?;
         c.admin_token = self.get("admin_token", "a token")?;
         c.url_allowlist = self.get("url_allowlist", "a regular expression")?;
+        set!(c.blobs.blob_store, "blob_store", "local or s3");
+        c.blobs.s3_endpoint = self.get("s3_endpoint", "a URL")?;
+        set!(c.blobs.s3_region, "s3_region", "a region name");
+        c.blobs.s3_bucket = self.get("s3_bucket", "a bucket name")?;
+        c.blobs.s3_access_key_id = self.get("s3_access_key_id", "a key id")?;
+        c.blobs.s3_secret_access_key = self.get("s3_secret_access_key", "a secret key")?;
+        set!(c.blobs.s3_allow_http, "s3_allow_http", "true or false");
+        set!(
+            c.blobs.offload_threshold_bytes,
+            "offload_threshold_bytes",
+            "a number of bytes"
+        );
+        set!(
+            c.blobs.blob_url_ttl_secs,
+            "blob_url_ttl_secs",
+            "a number of seconds"
+        );
+        c.public_url = self.get("public_url", "a URL")?;
         if let Some((value, source_name)) = self.raw("role") {
             c.role = value.parse().map_err(|message| ConfigError {
                 setting: "role".into(),
@@ -326,6 +350,9 @@ impl Layers<'_> {
         }
         if matches!(&c.admin_token, Some(t) if t.len() < 16) {
             return fail("admin_token", "must be at least 16 characters");
+        }
+        if let Err((key, message)) = crate::blobs::check_settings(c) {
+            return fail(key, &message);
         }
         Ok(())
     }

@@ -4,9 +4,12 @@
 //! [`http::router`]. The `herald` binary is a thin command-line layer over this crate.
 
 pub mod app;
+pub mod auth_client;
+pub mod blobs;
 pub mod config;
 pub mod delivery;
 pub mod http;
+pub mod jobs;
 pub mod random;
 pub mod receiver;
 pub mod server;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::app::{now_ms, AppState};
 use crate::config::Config;
 use crate::delivery::Engine;
+use crate::jobs::JobService;
 use crate::random;
 
 /// Where the admin token came from.
@@ -162,6 +163,18 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store.watch_for_work(work_ready.clone());
     }
     let owner = format!("node_{}_{}", std::process::id(), random::short_hex());
+    let public_base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let (blobs, blob_routes) = crate::blobs::open_with_router(&config, &public_base)?;
+    let jobs = Arc::new(JobService::new(
+        store.clone(),
+        blobs,
+        config.blobs.offload_threshold_bytes,
+        work_ready.clone(),
+        config.delivery.default_timeout_ms,
+    ));
     let engine = config.role.delivers().then(|| {
         Engine::new(
             store.clone(),
@@ -169,6 +182,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             url_policy.clone(),
             work_ready.clone(),
             owner,
+            jobs.authenticator(),
         )
     });
     let state = AppState {
@@ -179,6 +193,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         work_ready,
         token_cache: Default::default(),
         engine: engine.as_ref().map(Engine::status),
+        jobs: jobs.clone(),
     };
     let store_kind = store.kind();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -189,13 +204,15 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 let _ = engine_stop.await;
             }))
         });
-        let app = crate::http::router(state);
+        let sweeper = tokio::spawn(jobs.sweep_overdue(std::time::Duration::from_secs(5)));
+        let app = crate::http::router(state, blob_routes);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
             .await
             .context("HTTP server failed")?;
+        sweeper.abort();
         let _ = engine_stop_tx.send(());
         if let Some(task) = engine_task {
             task.await.context("delivery engine failed")?;

@@ -16,7 +16,7 @@ pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_i
     ep.id, ep.secret, ep.previous_secret, ep.previous_secret_expires_ms, ep.headers, ep.retry_policy, \
     ep.timeout_ms, ep.max_in_flight, ep.rate_limit_per_s, ep.disabled, \
     d.attempt_count, d.count_4xx, d.cycle_base, d.cycle_started_ms, d.correlation_id, \
-    e.kind, e.event_type, e.payload, e.created_ms";
+    e.kind, e.event_type, e.payload, e.created_ms, d.auth";
 
 /// Candidate rows read per claimed slot: room to skip rows whose key fills up within the batch.
 pub const SCAN_FACTOR: usize = 2;
@@ -53,6 +53,7 @@ pub struct CandidateRow {
     pub event_type: String,
     pub payload: String,
     pub event_created_ms: i64,
+    pub auth: Option<String>,
 }
 
 /// What a claim does with the rows it read.
@@ -137,6 +138,7 @@ impl CandidateRow {
             cycle_base: to_u32(self.cycle_base),
             cycle_started_ms: self.cycle_started_ms,
             correlation_id: self.correlation_id,
+            auth: self.auth,
         })
     }
 }

@@ -12,6 +12,7 @@
 
 mod claiming;
 pub mod error;
+mod jobs_model;
 pub mod model;
 pub mod postgres;
 pub mod query;
@@ -19,6 +20,7 @@ pub mod sqlite;
 mod store;
 
 pub use error::StoreError;
+pub use jobs_model::*;
 pub use model::*;
 pub use query::*;
 pub use store::Store;

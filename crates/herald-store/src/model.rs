@@ -213,6 +213,10 @@ pub struct NewDirectDelivery {
     pub reference_id: Option<String>,
     /// Correlation id.
     pub correlation_id: String,
+    /// Service-user authentication for the call, as JSON.
+    pub auth: Option<String>,
+    /// Use this id for the message (`webhook-id`) instead of a new one: the body already names it.
+    pub message_id: Option<String>,
     /// Acceptance time.
     pub now_ms: i64,
 }
@@ -256,6 +260,8 @@ pub struct ClaimedDelivery {
     pub cycle_started_ms: i64,
     /// Correlation id.
     pub correlation_id: String,
+    /// Service-user authentication for the call, as JSON.
+    pub auth: Option<String>,
 }
 
 /// Where a delivery goes after an attempt (decided by the retry policy).

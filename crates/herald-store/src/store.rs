@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreResult;
+use crate::jobs_model::*;
 use crate::model::*;
 use crate::query::*;
 
@@ -117,6 +118,56 @@ pub trait Store: Send + Sync + 'static {
     /// Delete matching deliveries that are not in flight; returns how many.
     async fn delete_deliveries(&self, tenant_id: &str, filter: &DeliveryFilter)
         -> StoreResult<u64>;
+
+    // ---- jobs and routes ----
+
+    /// Create or replace a route.
+    async fn put_route(&self, route: &RouteRecord) -> StoreResult<()>;
+    /// One route.
+    async fn get_route(&self, tenant_id: &str, name: &str) -> StoreResult<RouteRecord>;
+    /// A tenant's routes by name.
+    async fn list_routes(&self, tenant_id: &str) -> StoreResult<Vec<RouteRecord>>;
+    /// Delete a route (its jobs stay).
+    async fn delete_route(&self, tenant_id: &str, name: &str) -> StoreResult<()>;
+    /// Store a new job and, in the same commit, its first delivery (a worker notification).
+    async fn create_job(
+        &self,
+        job: &JobRecord,
+        first: Option<NewDirectDelivery>,
+    ) -> StoreResult<()>;
+    /// One job.
+    async fn get_job(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord>;
+    /// Set a job's progress (and status `running`) if it is unfinished and its progress is still
+    /// `expected`; queue `webhook` in the same commit. Returns the job as it stands and whether it changed.
+    async fn set_job_progress(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected: Option<&str>,
+        progress: &str,
+        webhook: Option<NewDirectDelivery>,
+        now_ms: i64,
+    ) -> StoreResult<(JobRecord, bool)>;
+    /// Move an unfinished job to `running` with a deadline (a proxy call started).
+    async fn start_job(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<JobRecord>;
+    /// End an unfinished job. The webhook is queued in the same commit unless the initiating request is still
+    /// long-polling (`waiter_until_ms` in the future). Conflict if the job already ended.
+    async fn complete_job(&self, completion: JobCompletion) -> StoreResult<Completed>;
+    /// Record (or clear) the initiating request's long poll.
+    async fn set_job_waiter(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        until_ms: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Unfinished jobs whose deadline passed (their proxy call was interrupted), across tenants.
+    async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>>;
 
     // ---- the delivery engine ----
 

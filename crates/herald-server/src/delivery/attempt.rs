@@ -7,13 +7,14 @@ use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
-use herald_core::retry::{AttemptOutcome, Decision, RetryContext};
+use herald_core::retry::{AttemptOutcome, Decision, ErrorKind, RetryContext};
 use herald_core::signing::{signature_header, Secret};
 use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, NextState};
 
-use super::client::{DeliveryClient, Outgoing};
+use super::client::{DeliveryClient, Outgoing, Sent};
 use super::limits::Limits;
 use crate::app::now_ms;
+use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
 use crate::random::jitter_sample;
 
 /// What every attempt task shares.
@@ -28,6 +29,8 @@ pub struct AttemptContext {
     pub slot_freed: Notify,
     /// Lease owner.
     pub owner: String,
+    /// Service-user credentials for deliveries that carry `auth`.
+    pub authenticator: ServiceAuthenticator,
 }
 
 /// Headers of one attempt: identity, time, signature, correlation, then the endpoint's own.
@@ -76,15 +79,38 @@ pub async fn run(ctx: Arc<AttemptContext>, d: ClaimedDelivery, permit: OwnedSema
     let started_ms = now_ms();
     let clock = Instant::now();
     let body = Bytes::from(d.body.clone());
-    let sent = ctx
-        .client
-        .send(Outgoing {
-            url: &d.url,
-            headers: headers(&d, started_ms / 1000, &body),
-            body,
-            timeout: std::time::Duration::from_millis(u64::from(d.timeout_ms)),
-        })
-        .await;
+    let mut out_headers = headers(&d, started_ms / 1000, &body);
+    let auth: Option<ServiceAuth> = d.auth.as_deref().and_then(|a| serde_json::from_str(a).ok());
+    let mut refused = None;
+    if let Some(auth) = &auth {
+        match ctx.authenticator.authorization(auth).await {
+            Ok(value) => out_headers.push((hyper::header::AUTHORIZATION, value)),
+            Err(e) => {
+                tracing::warn!(correlation_id = %d.correlation_id, delivery_id = %d.id, error = %e,
+                    "cannot get service-user credentials");
+                refused = Some(Sent {
+                    outcome: AttemptOutcome::Error(ErrorKind::Connect),
+                    response_body: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    let sent = match refused {
+        Some(failed) => failed,
+        None => {
+            ctx.client
+                .send(Outgoing {
+                    url: &d.url,
+                    headers: out_headers,
+                    body,
+                    timeout: std::time::Duration::from_millis(u64::from(d.timeout_ms)),
+                })
+                .await
+        }
+    };
+    if let (Some(auth), AttemptOutcome::Response { status: 401, .. }) = (&auth, &sent.outcome) {
+        ctx.authenticator.invalidate(auth);
+    }
     let duration_ms = clock.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
     let finished_ms = now_ms();
     let number = d.attempt_count + 1;

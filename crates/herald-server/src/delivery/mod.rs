@@ -73,6 +73,7 @@ impl Engine {
         url_policy: Arc<UrlPolicy>,
         work_ready: Arc<Notify>,
         owner: String,
+        authenticator: crate::auth_client::ServiceAuthenticator,
     ) -> Engine {
         let (results_tx, results) = mpsc::unbounded_channel();
         let context = Arc::new(AttemptContext {
@@ -81,6 +82,7 @@ impl Engine {
             results: results_tx,
             slot_freed: Notify::new(),
             owner,
+            authenticator,
         });
         Engine {
             permits: Arc::new(Semaphore::new(config.concurrency)),

@@ -94,6 +94,8 @@ pub async fn create_direct(
             timeout_ms,
             reference_id: req.reference_id,
             correlation_id: req.correlation_id,
+            auth: None,
+            message_id: None,
             now_ms: now_ms(),
         })
         .await?;

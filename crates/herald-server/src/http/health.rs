@@ -28,6 +28,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 "store": { "kind": store_kind, "reachable": true },
                 "queue": stats,
                 "workers": workers,
+                "jobs": { "long_polls": state.jobs.waiting() },
                 "role": format!("{:?}", state.config.role).to_lowercase(),
             })),
         ),

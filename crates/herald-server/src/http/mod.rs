@@ -9,11 +9,13 @@ pub mod error;
 mod events;
 pub mod extract;
 mod health;
+mod jobs;
+mod routes;
 mod tenants;
 pub mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::app::AppState;
@@ -30,18 +32,24 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Every route of a node; a worker-only node serves just the health routes.
-pub fn router(state: AppState) -> Router {
+/// Every route of a node; a worker-only node serves just the health routes. `blobs` holds the download
+/// routes of the local blob store, when there is one.
+pub fn router(state: AppState, blobs: Option<Router>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(health::liveness))
         .route("/health", get(health::health));
     if state.config.role.serves_api() {
         app = app.merge(api_routes());
     }
-    app.fallback(not_found)
+    let app = app
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_payload_bytes))
-        .with_state(state)
+        .with_state(state);
+    match blobs {
+        Some(blobs) => app.merge(blobs),
+        None => app,
+    }
 }
 
 fn api_routes() -> Router<AppState> {
@@ -78,6 +86,18 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/v1/deliveries/{id}/cancel", post(deliveries::cancel))
+        .route("/v1/routes", get(routes::list))
+        .route(
+            "/v1/routes/{name}",
+            get(routes::get).put(routes::put).delete(routes::delete),
+        )
+        .route("/v1/routes/{name}/secret", get(routes::secret))
+        .route("/v1/jobs", post(jobs::create))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/progress", post(jobs::progress))
+        .route("/v1/jobs/{id}/complete", post(jobs::complete))
+        .route("/async/{route}", any(jobs::gateway))
+        .route("/async/{route}/{*rest}", any(jobs::gateway))
         // Seed 002: the broker.
         .route(
             "/api/v0/webhooks",

@@ -258,7 +258,7 @@ pub async fn insert_deliveries(
     if rows.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&NewDeliveryRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    let col = |f: fn(&NewDeliveryRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     let created: Vec<i64> = rows.iter().map(|r| r.event.created_ms).collect();
     let stmt = tx
         .prepare_cached(

@@ -47,6 +47,7 @@ fn candidate_row(row: &Row) -> StoreResult<CandidateRow> {
         event_type: get(row, 26)?,
         payload: get(row, 27)?,
         event_created_ms: get(row, 28)?,
+        auth: get(row, 29)?,
     })
 }
 

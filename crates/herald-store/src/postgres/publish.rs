@@ -7,7 +7,7 @@ use herald_core::event_type::filter_matches;
 use super::batch::{insert_deliveries, NewDeliveryRow};
 use super::endpoints::{get_endpoint, notify_work};
 use super::rows;
-use super::{pg_error, PostgresStore};
+use super::{pg_error, IdSource, PostgresStore};
 use crate::error::StoreResult;
 use crate::model::*;
 use crate::sqlite::rows::{DELIVERY_COLUMNS, EVENT_COLUMNS};
@@ -103,8 +103,22 @@ pub async fn create_direct(
 ) -> StoreResult<DeliveryRecord> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
+    let record = insert_direct(&tx, &store.ids, new).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(record)
+}
+
+/// Insert a direct delivery (and the message it carries) inside the caller's transaction.
+pub(super) async fn insert_direct(
+    tx: &impl GenericClient,
+    ids: &IdSource,
+    new: NewDirectDelivery,
+) -> StoreResult<DeliveryRecord> {
     let event = EventRecord {
-        id: store.new_id("evt", new.now_ms),
+        id: new
+            .message_id
+            .clone()
+            .unwrap_or_else(|| ids.next("evt", new.now_ms)),
         tenant_id: new.tenant_id.clone(),
         kind: EventKind::Direct,
         event_type: "direct".into(),
@@ -113,15 +127,16 @@ pub async fn create_direct(
         correlation_id: new.correlation_id.clone(),
         created_ms: new.now_ms,
     };
-    insert_event(&tx, &event).await?;
-    let id = store.new_id("dlv", new.now_ms);
+    insert_event(tx, &event).await?;
+    let id = ids.next("dlv", new.now_ms);
     let host = herald_core::url_policy::TargetUrl::parse(&new.url)
         .map(|u| u.host_str().to_string())
         .unwrap_or_default();
     tx.execute(
         "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, secret, headers, \
-         retry_policy, timeout_ms, status, cycle_started_ms, due_ms, correlation_id, reference_id, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11, $12, $10, $10)",
+         retry_policy, timeout_ms, status, cycle_started_ms, due_ms, correlation_id, reference_id, created_ms, \
+         updated_ms, auth) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11, $12, $10, $10, $13)",
         &[
             &id,
             &new.tenant_id,
@@ -135,15 +150,14 @@ pub async fn create_direct(
             &new.now_ms,
             &new.correlation_id,
             &new.reference_id,
+            &new.auth,
         ],
     )
     .await
     .map_err(pg_error)?;
-    notify_work(&tx).await?;
+    notify_work(tx).await?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-    let record = rows::delivery(&tx.query_one(sql.as_str(), &[&id]).await.map_err(pg_error)?)?;
-    tx.commit().await.map_err(pg_error)?;
-    Ok(record)
+    rows::delivery(&tx.query_one(sql.as_str(), &[&id]).await.map_err(pg_error)?)
 }
 
 pub async fn replay_endpoint(

@@ -10,7 +10,45 @@ use crate::error::StoreResult;
 const MIGRATION_LOCK: i64 = 0x4865_7261_6c64_4d31;
 
 /// `(version, SQL)`; append only, never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS)];
+
+const JOBS: &str = r#"
+ALTER TABLE deliveries ADD COLUMN auth TEXT;
+
+CREATE TABLE routes (
+    tenant_id     TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    timeout_ms    BIGINT NOT NULL,
+    secret        TEXT NOT NULL,
+    auth          TEXT,
+    retry_policy  TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL,
+    updated_ms    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY,
+    tenant_id         TEXT NOT NULL,
+    route             TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    progress          TEXT,
+    payload           TEXT,
+    result            TEXT,
+    error             TEXT,
+    result_blob       TEXT,
+    webhook_url       TEXT,
+    progress_reports  BOOLEAN NOT NULL,
+    correlation_id    TEXT NOT NULL,
+    waiter_until_ms   BIGINT,
+    deadline_ms       BIGINT,
+    created_ms        BIGINT NOT NULL,
+    updated_ms        BIGINT NOT NULL
+);
+CREATE INDEX jobs_overdue ON jobs (deadline_ms) WHERE deadline_ms IS NOT NULL AND status IN ('accepted', 'running');
+"#;
 
 const INITIAL: &str = r#"
 CREATE TABLE tenants (

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{claims, deliveries, endpoints, listen, publish, PostgresStore};
+use super::{claims, deliveries, endpoints, jobs, listen, publish, PostgresStore};
 use crate::error::StoreResult;
+use crate::jobs_model::*;
 use crate::model::*;
 use crate::query::*;
 use crate::Store;
@@ -215,6 +216,86 @@ impl Store for PostgresStore {
             deliveries::delete_deliveries(&self.client().await?, tenant_id, filter).await
         })
         .await
+    }
+
+    async fn put_route(&self, route: &RouteRecord) -> StoreResult<()> {
+        self.timed(async { jobs::put_route(&self.client().await?, route).await })
+            .await
+    }
+
+    async fn get_route(&self, tenant_id: &str, name: &str) -> StoreResult<RouteRecord> {
+        self.timed(async { jobs::get_route(&self.client().await?, tenant_id, name).await })
+            .await
+    }
+
+    async fn list_routes(&self, tenant_id: &str) -> StoreResult<Vec<RouteRecord>> {
+        self.timed(async { jobs::list_routes(&self.client().await?, tenant_id).await })
+            .await
+    }
+
+    async fn delete_route(&self, tenant_id: &str, name: &str) -> StoreResult<()> {
+        self.timed(async { jobs::delete_route(&self.client().await?, tenant_id, name).await })
+            .await
+    }
+
+    async fn create_job(
+        &self,
+        job: &JobRecord,
+        first: Option<NewDirectDelivery>,
+    ) -> StoreResult<()> {
+        self.timed(jobs::create_job(self, job, first)).await
+    }
+
+    async fn get_job(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord> {
+        self.timed(async { jobs::get_job(&self.client().await?, tenant_id, id).await })
+            .await
+    }
+
+    async fn set_job_progress(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected: Option<&str>,
+        progress: &str,
+        webhook: Option<NewDirectDelivery>,
+        now_ms: i64,
+    ) -> StoreResult<(JobRecord, bool)> {
+        self.timed(jobs::set_job_progress(
+            self, tenant_id, id, expected, progress, webhook, now_ms,
+        ))
+        .await
+    }
+
+    async fn start_job(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<JobRecord> {
+        self.timed(jobs::start_job(self, tenant_id, id, deadline_ms, now_ms))
+            .await
+    }
+
+    async fn complete_job(&self, completion: JobCompletion) -> StoreResult<Completed> {
+        self.timed(jobs::complete_job(self, completion)).await
+    }
+
+    async fn set_job_waiter(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        until_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        self.timed(async {
+            jobs::set_job_waiter(&self.client().await?, tenant_id, id, until_ms).await
+        })
+        .await
+    }
+
+    async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>> {
+        self.timed(async { jobs::overdue_jobs(&self.client().await?, now_ms, limit).await })
+            .await
     }
 
     async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {

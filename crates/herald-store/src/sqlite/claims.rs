@@ -44,6 +44,7 @@ fn candidate_row(row: &Row) -> rusqlite::Result<CandidateRow> {
         event_type: row.get(26)?,
         payload: row.get(27)?,
         event_created_ms: row.get(28)?,
+        auth: row.get(29)?,
     })
 }
 

@@ -160,7 +160,10 @@ fn insert_fanned_out(
 
 pub fn create_direct(ctx: &mut WriteCtx, new: NewDirectDelivery) -> StoreResult<DeliveryRecord> {
     let event = EventRecord {
-        id: ctx.new_id("evt", new.now_ms),
+        id: new
+            .message_id
+            .clone()
+            .unwrap_or_else(|| ctx.new_id("evt", new.now_ms)),
         tenant_id: new.tenant_id.clone(),
         kind: EventKind::Direct,
         event_type: "direct".into(),
@@ -178,8 +181,8 @@ pub fn create_direct(ctx: &mut WriteCtx, new: NewDirectDelivery) -> StoreResult<
         .prepare_cached(
             "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, secret, headers, \
              retry_policy, timeout_ms, status, cycle_started_ms, due_ms, correlation_id, reference_id, \
-             created_ms, updated_ms) \
-             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?11, ?12, ?10, ?10)",
+             created_ms, updated_ms, auth) \
+             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?11, ?12, ?10, ?10, ?13)",
         )?
         .execute(params![
             id,
@@ -194,6 +197,7 @@ pub fn create_direct(ctx: &mut WriteCtx, new: NewDirectDelivery) -> StoreResult<
             new.now_ms,
             new.correlation_id,
             new.reference_id,
+            new.auth,
         ])?;
     ctx.conn
         .prepare_cached(&format!(

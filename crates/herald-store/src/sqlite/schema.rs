@@ -5,7 +5,45 @@ use rusqlite::Connection;
 use crate::error::StoreResult;
 
 /// `(version, SQL)`; append only, never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS)];
+
+const JOBS: &str = r#"
+ALTER TABLE deliveries ADD COLUMN auth TEXT;
+
+CREATE TABLE routes (
+    tenant_id     TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    timeout_ms    INTEGER NOT NULL,
+    secret        TEXT NOT NULL,
+    auth          TEXT,
+    retry_policy  TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE jobs (
+    id                TEXT PRIMARY KEY,
+    tenant_id         TEXT NOT NULL,
+    route             TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    progress          TEXT,
+    payload           TEXT,
+    result            TEXT,
+    error             TEXT,
+    result_blob       TEXT,
+    webhook_url       TEXT,
+    progress_reports  INTEGER NOT NULL,
+    correlation_id    TEXT NOT NULL,
+    waiter_until_ms   INTEGER,
+    deadline_ms       INTEGER,
+    created_ms        INTEGER NOT NULL,
+    updated_ms        INTEGER NOT NULL
+);
+CREATE INDEX jobs_overdue ON jobs (deadline_ms) WHERE deadline_ms IS NOT NULL AND status IN ('accepted', 'running');
+"#;
 
 const INITIAL: &str = r#"
 CREATE TABLE tenants (

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::{claims, deliveries, endpoints, publish, SqliteStore};
+use super::{claims, deliveries, endpoints, jobs, publish, SqliteStore};
 use crate::error::StoreResult;
+use crate::jobs_model::*;
 use crate::model::*;
 use crate::query::*;
 use crate::Store;
@@ -191,6 +192,111 @@ impl Store for SqliteStore {
         let (tenant_id, filter) = (tenant_id.to_string(), filter.clone());
         self.writer
             .write(move |ctx| deliveries::delete_deliveries(&ctx.conn, &tenant_id, &filter))
+            .await
+    }
+
+    async fn put_route(&self, route: &RouteRecord) -> StoreResult<()> {
+        let route = route.clone();
+        self.writer
+            .write(move |ctx| jobs::put_route(&ctx.conn, &route))
+            .await
+    }
+
+    async fn get_route(&self, tenant_id: &str, name: &str) -> StoreResult<RouteRecord> {
+        let (tenant_id, name) = (tenant_id.to_string(), name.to_string());
+        self.read(move |conn| jobs::get_route(conn, &tenant_id, &name))
+            .await
+    }
+
+    async fn list_routes(&self, tenant_id: &str) -> StoreResult<Vec<RouteRecord>> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |conn| jobs::list_routes(conn, &tenant_id))
+            .await
+    }
+
+    async fn delete_route(&self, tenant_id: &str, name: &str) -> StoreResult<()> {
+        let (tenant_id, name) = (tenant_id.to_string(), name.to_string());
+        self.writer
+            .write(move |ctx| jobs::delete_route(&ctx.conn, &tenant_id, &name))
+            .await
+    }
+
+    async fn create_job(
+        &self,
+        job: &JobRecord,
+        first: Option<NewDirectDelivery>,
+    ) -> StoreResult<()> {
+        let job = job.clone();
+        self.writer
+            .write(move |ctx| jobs::create_job(ctx, &job, first))
+            .await
+    }
+
+    async fn get_job(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.read(move |conn| jobs::get_job(conn, &tenant_id, &id))
+            .await
+    }
+
+    async fn set_job_progress(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected: Option<&str>,
+        progress: &str,
+        webhook: Option<NewDirectDelivery>,
+        now_ms: i64,
+    ) -> StoreResult<(JobRecord, bool)> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        let (expected, progress) = (expected.map(str::to_string), progress.to_string());
+        self.writer
+            .write(move |ctx| {
+                jobs::set_job_progress(
+                    ctx,
+                    &tenant_id,
+                    &id,
+                    expected.as_deref(),
+                    &progress,
+                    webhook,
+                    now_ms,
+                )
+            })
+            .await
+    }
+
+    async fn start_job(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<JobRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| jobs::start_job(&ctx.conn, &tenant_id, &id, deadline_ms, now_ms))
+            .await
+    }
+
+    async fn complete_job(&self, completion: JobCompletion) -> StoreResult<Completed> {
+        self.writer
+            .write(move |ctx| jobs::complete_job(ctx, completion))
+            .await
+    }
+
+    async fn set_job_waiter(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        until_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| jobs::set_job_waiter(&ctx.conn, &tenant_id, &id, until_ms))
+            .await
+    }
+
+    async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>> {
+        self.read(move |conn| jobs::overdue_jobs(conn, now_ms, limit))
             .await
     }
 

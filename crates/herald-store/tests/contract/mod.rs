@@ -10,6 +10,7 @@ pub mod claims;
 pub mod deliveries;
 pub mod endpoint_lifecycle;
 pub mod endpoints;
+pub mod jobs;
 pub mod operator;
 pub mod publish;
 
@@ -63,6 +64,10 @@ macro_rules! contract_tests {
             endpoint_lifecycle::replay_endpoint,
             endpoint_lifecycle::delete_endpoint_cancels_deliveries,
             endpoint_lifecycle::disabled_endpoint_parks_deliveries,
+            jobs::routes_crud,
+            jobs::job_creation_and_progress,
+            jobs::completion_and_the_long_poll_rule,
+            jobs::overdue_jobs,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
@@ -178,6 +183,8 @@ pub fn new_direct(tenant: &str, url: &str, payload: &str, now_ms: i64) -> NewDir
         timeout_ms: TIMEOUT_MS,
         reference_id: Some(format!("ref-{now_ms}")),
         correlation_id: format!("dcorr-{now_ms}"),
+        auth: None,
+        message_id: None,
         now_ms,
     }
 }

@@ -7,5 +7,8 @@ mod crash;
 mod delivery;
 mod helpers;
 mod isolation;
+mod jobs;
+mod offload;
 mod pgproxy;
 mod process;
+mod service_auth;

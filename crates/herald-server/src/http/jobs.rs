@@ -1,0 +1,286 @@
+//! `/v1/jobs` and the async gateway `/async/{route}/{rest}` (seeds 000 and 001).
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use herald_store::{JobRecord, RouteKind};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::endpoints::check_url;
+use super::error::{ApiError, ApiResult};
+use super::events::correlation_id;
+use super::extract::{JsonBody, QueryParams, RawBody};
+use crate::app::{now_ms, AppState};
+use crate::jobs::upstream::{forwardable, UpstreamRequest};
+use crate::jobs::NewJob;
+
+/// Default long-poll wait.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Longest long-poll wait.
+const MAX_WAIT_SECS: u64 = 120;
+
+/// Body of `POST /v1/jobs` (seed 000's field names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobInput {
+    route: String,
+    payload: Option<Box<serde_json::value::RawValue>>,
+    webhook: Option<String>,
+    progress_reports: Option<bool>,
+    poll: Option<String>,
+}
+
+/// `Prefer: wait=N` (RFC 7240), capped.
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    let prefer = headers.get("prefer")?.to_str().ok()?;
+    prefer
+        .split([',', ';'])
+        .filter_map(|p| p.trim().strip_prefix("wait="))
+        .find_map(|n| n.trim().parse::<u64>().ok())
+        .map(|n| Duration::from_secs(n.min(MAX_WAIT_SECS)))
+}
+
+fn callback_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get("callback-url")
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                ApiError::bad_request("invalid_callback_url", "callback-url is not text")
+            })
+        })
+        .transpose()
+}
+
+/// 202 while the job runs, 200 once it ended.
+fn status_of(job: &JobRecord) -> StatusCode {
+    if job.status.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+/// Create a job and, when asked, long-poll it as its creator.
+async fn create_and_answer(state: &AppState, new: NewJob) -> ApiResult<(StatusCode, Json<Value>)> {
+    let wait = new.wait;
+    let job = state.jobs.create(new).await?;
+    let job = match wait {
+        Some(wait) => state.jobs.wait_as_creator(&job, wait).await?,
+        None => job,
+    };
+    Ok((status_of(&job), Json(state.jobs.view(&job).await)))
+}
+
+/// `POST /v1/jobs`: 202 at once, or held while `poll: "long"` / `Prefer: wait=N`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<JobInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let route = state
+        .store
+        .get_route(&caller.tenant_id, &input.route)
+        .await
+        .map_err(|e| match e {
+            herald_store::StoreError::NotFound(_) => {
+                ApiError::invalid("route", format!("no route named {}", input.route))
+            }
+            other => other.into(),
+        })?;
+    let webhook = match input.webhook.or(callback_header(&headers)?) {
+        Some(url) => Some(check_url(&state, "webhook", &url)?.into_string()),
+        None => None,
+    };
+    let wait = match input.poll.as_deref() {
+        Some("long") => Some(prefer_wait(&headers).unwrap_or(DEFAULT_WAIT)),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "poll",
+                format!("poll must be \"long\", not {other:?}"),
+            ))
+        }
+        None => prefer_wait(&headers),
+    };
+    let payload = input.payload.map(|p| p.get().to_string());
+    let upstream = (route.kind == RouteKind::Proxy).then(|| UpstreamRequest {
+        method: Method::POST,
+        url: route.url.clone(),
+        headers: {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            h
+        },
+        body: Bytes::from(payload.clone().unwrap_or_else(|| "null".into())),
+    });
+    let new = NewJob {
+        tenant_id: caller.tenant_id,
+        route,
+        payload,
+        webhook_url: webhook,
+        progress_reports: input.progress_reports.unwrap_or(false),
+        correlation_id: correlation_id(&headers, now_ms())?,
+        wait,
+        upstream,
+    };
+    create_and_answer(&state, new).await
+}
+
+/// Query of `GET /v1/jobs/{id}`.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    wait: Option<u64>,
+}
+
+/// `GET /v1/jobs/{id}?wait=N`: long-polls up to N seconds (at most 120) for the job to end.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<WaitQuery>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let job = match q.wait {
+        Some(secs) if secs > 0 => {
+            state
+                .jobs
+                .wait(
+                    &caller.tenant_id,
+                    &id,
+                    Duration::from_secs(secs.min(MAX_WAIT_SECS)),
+                )
+                .await?
+        }
+        _ => state.store.get_job(&caller.tenant_id, &id).await?,
+    };
+    Ok((status_of(&job), Json(state.jobs.view(&job).await)))
+}
+
+/// Body of the progress route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressInput {
+    progress: Value,
+}
+
+/// `POST /v1/jobs/{id}/progress {"progress"}` (the worker reports).
+pub async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<ProgressInput>,
+) -> ApiResult<Json<Value>> {
+    let job = state
+        .jobs
+        .progress(&caller.tenant_id, &id, &input.progress)
+        .await?;
+    Ok(Json(state.jobs.view(&job).await))
+}
+
+/// Body of the completion route: exactly one of `result` and `error`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteInput {
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+/// `POST /v1/jobs/{id}/complete {"result"} | {"error"}`
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<CompleteInput>,
+) -> ApiResult<Json<Value>> {
+    let outcome = match (input.result, input.error) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(error),
+        _ => {
+            return Err(ApiError::invalid(
+                "result",
+                "give exactly one of result and error",
+            ))
+        }
+    };
+    let completed = state.jobs.complete(&caller.tenant_id, &id, outcome).await?;
+    Ok(Json(state.jobs.view(&completed.job).await))
+}
+
+/// `ANY /async/{route}/{*rest}` with a `callback-url` header: the seed 001 gateway. Answers 202 with the job;
+/// the upstream's answer is delivered to the callback.
+pub async fn gateway(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(params): Path<Vec<(String, String)>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let route_name = params
+        .iter()
+        .find(|(k, _)| k == "route")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let rest = params
+        .iter()
+        .find(|(k, _)| k == "rest")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let callback = callback_header(&headers)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_callback_url",
+            "asynchronous calls need a callback-url header saying where the result goes",
+        )
+    })?;
+    let callback = check_url(&state, "callback-url", &callback)?.into_string();
+    let route = state
+        .store
+        .get_route(&caller.tenant_id, &route_name)
+        .await?;
+    if route.kind != RouteKind::Proxy {
+        return Err(ApiError::bad_request(
+            "not_a_proxy_route",
+            format!(
+                "route {route_name} is a {} route; /async needs a proxy route",
+                route.kind.as_str()
+            ),
+        ));
+    }
+    let mut url = route.url.trim_end_matches('/').to_string();
+    if !rest.is_empty() {
+        url.push('/');
+        url.push_str(rest);
+    }
+    if let Some(query) = uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let payload = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .map(|v| v.to_string());
+    let new = NewJob {
+        tenant_id: caller.tenant_id,
+        payload,
+        webhook_url: Some(callback),
+        progress_reports: false,
+        correlation_id: correlation_id(&headers, now_ms())?,
+        wait: None,
+        upstream: Some(UpstreamRequest {
+            method,
+            url,
+            headers: forwardable(&headers),
+            body,
+        }),
+        route,
+    };
+    let (_, body) = create_and_answer(&state, new).await?;
+    Ok((StatusCode::ACCEPTED, body))
+}

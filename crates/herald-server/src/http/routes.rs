@@ -1,0 +1,183 @@
+//! `/v1/routes`: where jobs' work goes (`proxy` to an upstream, or `notify` a worker).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use herald_core::retry::RetryPolicy;
+use herald_core::signing::Secret;
+use herald_store::{RouteKind, RouteRecord, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::endpoints::{check_policy, check_url};
+use super::error::{ApiError, ApiResult};
+use super::extract::JsonBody;
+use super::views::time;
+use crate::app::{now_ms, AppState};
+use crate::auth_client::ServiceAuth;
+use crate::random;
+
+/// Body of `PUT /v1/routes/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    kind: String,
+    url: String,
+    timeout_ms: Option<u32>,
+    auth: Option<ServiceAuth>,
+    retry_policy: Option<RetryPolicy>,
+    secret: Option<String>,
+}
+
+/// A route as the API shows it; the service user's credentials are never shown, only their kind.
+pub fn view(route: &RouteRecord, with_secret: bool) -> Value {
+    let auth_kind = route
+        .auth
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .map(|a| a["kind"].clone());
+    let mut v = json!({
+        "name": route.name,
+        "kind": route.kind.as_str(),
+        "url": route.url,
+        "timeout_ms": route.timeout_ms,
+        "auth": auth_kind.map(|kind| json!({"kind": kind})),
+        "retry_policy": serde_json::from_str::<Value>(&route.retry_policy).unwrap_or(Value::Null),
+        "created_at": time(route.created_ms),
+        "updated_at": time(route.updated_ms),
+    });
+    if with_secret {
+        v["secret"] = json!(route.secret);
+    }
+    v
+}
+
+/// Check a route name: 1-64 of letters, digits, `-`, `_`, `.`.
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    ok.then_some(()).ok_or_else(|| {
+        ApiError::invalid(
+            "name",
+            "route names are 1-64 letters, digits, '-', '_' or '.'",
+        )
+    })
+}
+
+/// Turn input into a record (new, or replacing `existing`).
+pub fn route_record(
+    state: &AppState,
+    tenant_id: &str,
+    name: &str,
+    input: RouteInput,
+    existing: Option<RouteRecord>,
+) -> ApiResult<RouteRecord> {
+    check_name(name)?;
+    let kind = RouteKind::parse(&input.kind)
+        .ok_or_else(|| ApiError::invalid("kind", "kind must be proxy or notify"))?;
+    let url = check_url(state, "url", &input.url)?.into_string();
+    let timeout_ms = input.timeout_ms.unwrap_or(30_000);
+    if !(1..=600_000).contains(&timeout_ms) {
+        return Err(ApiError::invalid(
+            "timeout_ms",
+            "timeout_ms must be between 1 and 600000",
+        ));
+    }
+    if let Some(auth) = &input.auth {
+        auth.validate().map_err(|m| ApiError::invalid("auth", m))?;
+        if let ServiceAuth::Oauth2ClientCredentials { token_url, .. } = auth {
+            check_url(state, "auth.token_url", token_url)?;
+        }
+    }
+    let policy = input.retry_policy.unwrap_or_else(RetryPolicy::seed_001);
+    check_policy(&policy)?;
+    let secret = match (input.secret, &existing) {
+        (Some(s), _) => {
+            Secret::parse(&s).map_err(|e| ApiError::invalid("secret", e.to_string()))?;
+            s
+        }
+        (None, Some(old)) => old.secret.clone(),
+        (None, None) => random::signing_secret(),
+    };
+    let now = now_ms();
+    Ok(RouteRecord {
+        tenant_id: tenant_id.to_string(),
+        name: name.to_string(),
+        kind,
+        url,
+        timeout_ms,
+        secret,
+        auth: input
+            .auth
+            .map(|a| serde_json::to_string(&a).expect("plain data serializes")),
+        retry_policy: serde_json::to_string(&policy).expect("plain data serializes"),
+        created_ms: existing.map_or(now, |e| e.created_ms),
+        updated_ms: now,
+    })
+}
+
+/// `PUT /v1/routes/{name}`: 201 when created, 200 when replaced; the answer shows the signing secret.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(input): JsonBody<RouteInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let existing = match state.store.get_route(&caller.tenant_id, &name).await {
+        Ok(r) => Some(r),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let route = route_record(&state, &caller.tenant_id, &name, input, existing)?;
+    state.store.put_route(&route).await?;
+    Ok((status, Json(view(&route, true))))
+}
+
+/// `GET /v1/routes/{name}`
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(
+        &state.store.get_route(&caller.tenant_id, &name).await?,
+        false,
+    )))
+}
+
+/// `GET /v1/routes/{name}/secret`
+pub async fn secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"secret": state.store.get_route(&caller.tenant_id, &name).await?.secret}),
+    ))
+}
+
+/// `GET /v1/routes`
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let routes = state.store.list_routes(&caller.tenant_id).await?;
+    Ok(Json(
+        json!({"data": routes.iter().map(|r| view(r, false)).collect::<Vec<_>>(), "next_cursor": null}),
+    ))
+}
+
+/// `DELETE /v1/routes/{name}`
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_route(&caller.tenant_id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,484 @@
+//! [`JobService`]: creating jobs, long-polling them, progress, completion (with offload), and the proxy call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_core::ids::encode_id;
+use herald_core::retry::RetryPolicy;
+use herald_core::status::JobStatus;
+use herald_store::error::StoreResult;
+use herald_store::{
+    Completed, JobCompletion, JobRecord, NewDirectDelivery, RouteKind, RouteRecord, Store,
+    StoreError,
+};
+use hyper::header::{HeaderName, HeaderValue};
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use super::envelope::{completion_message_id, job_view, webhook_body};
+use super::upstream::{UpstreamClient, UpstreamOutcome, UpstreamRequest};
+use super::waiters::Waiters;
+use crate::app::now_ms;
+use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
+use crate::blobs::{BlobStore, ResultIndirect};
+
+/// Re-read a waited-on job this often, to see changes made by other nodes.
+const WAIT_POLL: Duration = Duration::from_secs(2);
+/// Grace after a proxy call's timeout before the job counts as interrupted.
+const PROXY_GRACE_MS: i64 = 30_000;
+
+/// A job to create.
+pub struct NewJob {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The route it goes through.
+    pub route: RouteRecord,
+    /// Request payload (JSON text).
+    pub payload: Option<String>,
+    /// Completion (and progress) webhook.
+    pub webhook_url: Option<String>,
+    /// Send a webhook on every progress change.
+    pub progress_reports: bool,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// The creating request long-polls this long.
+    pub wait: Option<Duration>,
+    /// For proxy routes: the request to forward.
+    pub upstream: Option<UpstreamRequest>,
+}
+
+/// Jobs on one node.
+pub struct JobService {
+    store: Arc<dyn Store>,
+    waiters: Waiters,
+    upstream: UpstreamClient,
+    authenticator: ServiceAuthenticator,
+    blobs: Arc<dyn BlobStore>,
+    offload_threshold: usize,
+    work_ready: Arc<Notify>,
+    callback_timeout_ms: u32,
+}
+
+fn random() -> u128 {
+    rand::rng().random()
+}
+
+/// The route's retry policy, or seed 001's (1 s doubling to 1 h, 12 h) if it is unreadable.
+fn route_policy(route: Option<&RouteRecord>) -> RetryPolicy {
+    route
+        .and_then(|r| serde_json::from_str(&r.retry_policy).ok())
+        .unwrap_or_else(RetryPolicy::seed_001)
+}
+
+impl JobService {
+    /// A job service over `store`, offloading results larger than `offload_threshold` bytes to `blobs`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        offload_threshold: usize,
+        work_ready: Arc<Notify>,
+        callback_timeout_ms: u32,
+    ) -> JobService {
+        JobService {
+            store,
+            waiters: Waiters::default(),
+            upstream: UpstreamClient::default(),
+            authenticator: ServiceAuthenticator::new(),
+            blobs,
+            offload_threshold,
+            work_ready,
+            callback_timeout_ms,
+        }
+    }
+
+    /// Requests long-polling right now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.count()
+    }
+
+    /// The authenticator shared with the delivery engine.
+    pub fn authenticator(&self) -> ServiceAuthenticator {
+        self.authenticator.clone()
+    }
+
+    /// A delivery from Herald on the job's behalf: signed with the route's secret, retried by its policy,
+    /// authenticated as its service user.
+    fn outbound(
+        &self,
+        job: &JobRecord,
+        route: Option<&RouteRecord>,
+        url: &str,
+        body: String,
+        message_id: Option<String>,
+    ) -> NewDirectDelivery {
+        NewDirectDelivery {
+            tenant_id: job.tenant_id.clone(),
+            url: url.to_string(),
+            payload: body,
+            headers: BTreeMap::new(),
+            secret: route.map(|r| r.secret.clone()),
+            retry_policy: route_policy(route),
+            timeout_ms: self.callback_timeout_ms,
+            reference_id: Some(job.id.clone()),
+            correlation_id: job.correlation_id.clone(),
+            auth: route.and_then(|r| r.auth.clone()),
+            message_id,
+            now_ms: now_ms(),
+        }
+    }
+
+    /// Store a job (and its worker notification on a notify route); start the proxy call on a proxy route.
+    pub async fn create(self: &Arc<Self>, new: NewJob) -> StoreResult<JobRecord> {
+        let now = now_ms();
+        let job = JobRecord {
+            id: encode_id("job", now as u64, random()),
+            tenant_id: new.tenant_id,
+            route: new.route.name.clone(),
+            status: JobStatus::Accepted,
+            progress: None,
+            payload: new.payload,
+            result: None,
+            error: None,
+            result_blob: None,
+            webhook_url: new.webhook_url,
+            progress_reports: new.progress_reports,
+            correlation_id: new.correlation_id,
+            waiter_until_ms: new.wait.map(|w| now + w.as_millis() as i64),
+            deadline_ms: None,
+            created_ms: now,
+            updated_ms: now,
+        };
+        let first = (new.route.kind == RouteKind::Notify).then(|| {
+            let payload: Value = job.payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let body = json!({"job_id": job.id, "route": job.route, "payload": payload, "correlation_id": job.correlation_id});
+            self.outbound(&job, Some(&new.route), &new.route.url, body.to_string(), None)
+        });
+        let notifies = first.is_some();
+        self.store.create_job(&job, first).await?;
+        if notifies {
+            self.work_ready.notify_one();
+        }
+        if let Some(request) = new.upstream {
+            tokio::spawn(self.clone().run_proxy(job.clone(), new.route, request));
+        }
+        Ok(job)
+    }
+
+    /// Wait until the job ends or `wait` passes; answer with the job as it stands.
+    pub async fn wait(&self, tenant_id: &str, id: &str, wait: Duration) -> StoreResult<JobRecord> {
+        let deadline = Instant::now() + wait;
+        let registration = self.waiters.register(id);
+        loop {
+            let changed = registration.notify.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let job = self.store.get_job(tenant_id, id).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if job.status.is_final() || left.is_zero() {
+                return Ok(job);
+            }
+            let _ = tokio::time::timeout(left.min(WAIT_POLL), changed).await;
+        }
+    }
+
+    /// The creating request's long poll. If it ends without the final status, it first gives up its claim on
+    /// the completion, so the webhook is sent; if the client goes away meanwhile, the claim is released and a
+    /// completion it would have answered is sent as a webhook.
+    pub async fn wait_as_creator(
+        self: &Arc<Self>,
+        job: &JobRecord,
+        wait: Duration,
+    ) -> StoreResult<JobRecord> {
+        let mut guard = CreatorWait {
+            service: self.clone(),
+            tenant_id: job.tenant_id.clone(),
+            id: job.id.clone(),
+            armed: true,
+        };
+        let seen = self.wait(&job.tenant_id, &job.id, wait).await?;
+        if seen.status.is_final() {
+            guard.armed = false;
+            return Ok(seen);
+        }
+        self.store
+            .set_job_waiter(&job.tenant_id, &job.id, None)
+            .await?;
+        guard.armed = false;
+        self.store.get_job(&job.tenant_id, &job.id).await
+    }
+
+    /// After the creator's client disconnected: release its claim and make sure a completion reaches the webhook.
+    async fn release_creator(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
+        self.store.set_job_waiter(tenant_id, id, None).await?;
+        let job = self.store.get_job(tenant_id, id).await?;
+        if let (true, Some(url)) = (job.status.is_final(), job.webhook_url.as_deref()) {
+            let route = self.store.get_route(tenant_id, &job.route).await.ok();
+            let indirect = self.indirect(&job).await;
+            let message_id = completion_message_id(&job.id);
+            let body = webhook_body(&message_id, &job, indirect.as_ref(), now_ms());
+            let webhook = self.outbound(&job, route.as_ref(), url, body, Some(message_id));
+            match self.store.create_direct_delivery(webhook).await {
+                Ok(_) => self.work_ready.notify_one(),
+                Err(StoreError::Conflict(_)) => {} // already queued by the completion
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a progress value. A webhook goes out (with `progressReports`) only when the value changed.
+    pub async fn progress(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        value: &Value,
+    ) -> StoreResult<JobRecord> {
+        let text = value.to_string();
+        for _ in 0..5 {
+            let job = self.store.get_job(tenant_id, id).await?;
+            if job.status.is_final() {
+                return Err(StoreError::Conflict(format!(
+                    "job already {}",
+                    job.status.as_str()
+                )));
+            }
+            if job.progress.as_deref() == Some(text.as_str()) {
+                return Ok(job);
+            }
+            let webhook = match (&job.webhook_url, job.progress_reports) {
+                (Some(url), true) => {
+                    let route = self.store.get_route(tenant_id, &job.route).await.ok();
+                    let mut next = job.clone();
+                    next.progress = Some(text.clone());
+                    next.status = JobStatus::Running;
+                    let message_id = encode_id("evt", now_ms() as u64, random());
+                    let body = webhook_body(&message_id, &next, None, now_ms());
+                    Some(self.outbound(&job, route.as_ref(), url, body, Some(message_id)))
+                }
+                _ => None,
+            };
+            let queued = webhook.is_some();
+            let (updated, changed) = self
+                .store
+                .set_job_progress(
+                    tenant_id,
+                    id,
+                    job.progress.as_deref(),
+                    &text,
+                    webhook,
+                    now_ms(),
+                )
+                .await?;
+            if changed {
+                self.waiters.changed(id);
+                if queued {
+                    self.work_ready.notify_one();
+                }
+                return Ok(updated);
+            }
+        }
+        Err(StoreError::Conflict(
+            "progress is changing too fast; retry".into(),
+        ))
+    }
+
+    /// End a job with `outcome` (result or error); results over the threshold are offloaded.
+    pub async fn complete(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        outcome: UpstreamOutcome,
+    ) -> StoreResult<Completed> {
+        let job = self.store.get_job(tenant_id, id).await?;
+        if job.status.is_final() {
+            return Err(StoreError::Conflict(format!(
+                "job already {}",
+                job.status.as_str()
+            )));
+        }
+        let now = now_ms();
+        let mut done = job.clone();
+        let mut indirect = None;
+        match outcome {
+            Ok(result) => {
+                done.status = JobStatus::Succeeded;
+                let text = result.to_string();
+                if text.len() > self.offload_threshold {
+                    match self
+                        .blobs
+                        .put_gzip(&format!("jobs/{id}"), text.as_bytes(), now)
+                        .await
+                    {
+                        Ok(stored) => {
+                            let reference = json!({"key": format!("jobs/{id}"), "size": stored.size, "sha256": stored.sha256});
+                            done.result_blob = Some(reference.to_string());
+                            indirect = Some(stored);
+                        }
+                        Err(e) => {
+                            tracing::warn!(job_id = %id, correlation_id = %job.correlation_id, error = %e, "offload failed; keeping the result inline");
+                            done.result = Some(text);
+                        }
+                    }
+                } else {
+                    done.result = Some(text);
+                }
+            }
+            Err(error) => {
+                done.status = JobStatus::Failed;
+                done.error = Some(error.to_string());
+            }
+        }
+        let webhook = match &job.webhook_url {
+            Some(url) => {
+                let route = self.store.get_route(tenant_id, &job.route).await.ok();
+                let message_id = completion_message_id(id);
+                let body = webhook_body(&message_id, &done, indirect.as_ref(), now);
+                Some(self.outbound(&job, route.as_ref(), url, body, Some(message_id)))
+            }
+            None => None,
+        };
+        let completed = self
+            .store
+            .complete_job(JobCompletion {
+                tenant_id: tenant_id.to_string(),
+                id: id.to_string(),
+                status: done.status,
+                result: done.result,
+                error: done.error,
+                result_blob: done.result_blob,
+                webhook,
+                now_ms: now,
+            })
+            .await?;
+        tracing::info!(job_id = %id, correlation_id = %job.correlation_id, status = completed.job.status.as_str(),
+            webhook = completed.webhook_queued, "job ended");
+        self.waiters.changed(id);
+        if completed.webhook_queued {
+            self.work_ready.notify_one();
+        }
+        Ok(completed)
+    }
+
+    /// The download link of an offloaded result, fresh for this read.
+    pub async fn indirect(&self, job: &JobRecord) -> Option<ResultIndirect> {
+        let reference: Value = serde_json::from_str(job.result_blob.as_deref()?).ok()?;
+        let (key, size, sha) = (
+            reference["key"].as_str()?,
+            reference["size"].as_u64()?,
+            reference["sha256"].as_str()?,
+        );
+        match self.blobs.url_for(key, size, sha, now_ms()).await {
+            Ok(indirect) => Some(indirect),
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "cannot sign the result download URL");
+                None
+            }
+        }
+    }
+
+    /// The job as the API shows it.
+    pub async fn view(&self, job: &JobRecord) -> Value {
+        job_view(job, self.indirect(job).await.as_ref())
+    }
+
+    /// The gateway's upstream call; its answer (or failure) becomes the job's outcome.
+    async fn run_proxy(
+        self: Arc<Self>,
+        job: JobRecord,
+        route: RouteRecord,
+        request: UpstreamRequest,
+    ) {
+        let timeout = Duration::from_millis(u64::from(route.timeout_ms));
+        let deadline = now_ms() + route.timeout_ms as i64 + PROXY_GRACE_MS;
+        if let Err(e) = self
+            .store
+            .start_job(&job.tenant_id, &job.id, deadline, now_ms())
+            .await
+        {
+            tracing::warn!(job_id = %job.id, error = %e, "cannot start the proxy call");
+            return;
+        }
+        let mut extra = Vec::new();
+        if let Ok(v) = HeaderValue::from_str(&job.correlation_id) {
+            extra.push((HeaderName::from_static("x-correlation-id"), v));
+        }
+        if let Some(v) = job
+            .webhook_url
+            .as_deref()
+            .and_then(|u| HeaderValue::from_str(u).ok())
+        {
+            extra.push((HeaderName::from_static("callback-url"), v));
+        }
+        let auth: Option<ServiceAuth> = route
+            .auth
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok());
+        let outcome = match &auth {
+            Some(auth) => match self.authenticator.authorization(auth).await {
+                Ok(value) => {
+                    extra.push((hyper::header::AUTHORIZATION, value));
+                    self.upstream.call(request, extra, timeout).await
+                }
+                Err(e) => Err(
+                    json!({"kind": "auth", "message": format!("cannot authenticate to the upstream: {e}")}),
+                ),
+            },
+            None => self.upstream.call(request, extra, timeout).await,
+        };
+        if let (Some(auth), Err(error)) = (&auth, &outcome) {
+            if error["status"] == 401 {
+                self.authenticator.invalidate(auth);
+            }
+        }
+        if let Err(e) = self.complete(&job.tenant_id, &job.id, outcome).await {
+            tracing::warn!(job_id = %job.id, correlation_id = %job.correlation_id, error = %e, "cannot record the proxy outcome");
+        }
+    }
+
+    /// Fail jobs whose proxy call was interrupted (the node died mid-call), so their clients hear of it.
+    pub async fn sweep_overdue(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let overdue = match self.store.overdue_jobs(now_ms(), 100).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look for interrupted jobs");
+                    continue;
+                }
+            };
+            for job in overdue {
+                let error = json!({"kind": "interrupted", "message": "the upstream call was interrupted; the outcome is unknown"});
+                if let Err(e) = self.complete(&job.tenant_id, &job.id, Err(error)).await {
+                    tracing::debug!(job_id = %job.id, error = %e, "interrupted job already ended");
+                }
+            }
+        }
+    }
+}
+
+/// Releases the creator's long-poll claim if its request goes away before finishing.
+struct CreatorWait {
+    service: Arc<JobService>,
+    tenant_id: String,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for CreatorWait {
+    fn drop(&mut self) {
+        if self.armed {
+            let (service, tenant_id, id) = (
+                self.service.clone(),
+                self.tenant_id.clone(),
+                self.id.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = service.release_creator(&tenant_id, &id).await {
+                    tracing::warn!(job_id = %id, error = %e, "cannot release a long poll's claim");
+                }
+            });
+        }
+    }
+}
