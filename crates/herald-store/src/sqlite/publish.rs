@@ -31,6 +31,8 @@ pub fn publish(ctx: &mut WriteCtx, new: NewEvent) -> StoreResult<Published> {
         correlation_id: new.correlation_id,
         created_ms: new.now_ms,
     };
+    // Everything that can fail is read before anything is written (see `writer`).
+    let targets = matching_endpoints(&ctx.conn, &event.tenant_id, &event.event_type)?;
     insert_event(&ctx.conn, &event)?;
     if let Some(key) = &event.idempotency_key {
         ctx.conn
@@ -40,7 +42,6 @@ pub fn publish(ctx: &mut WriteCtx, new: NewEvent) -> StoreResult<Published> {
             )?
             .execute(params![event.tenant_id, key, event.id, event.created_ms])?;
     }
-    let targets = matching_endpoints(&ctx.conn, &event.tenant_id, &event.event_type)?;
     let mut deliveries = Vec::with_capacity(targets.len());
     for (endpoint_id, url) in targets {
         let id = ctx.new_id("dlv", event.created_ms);

@@ -75,14 +75,14 @@ impl Store for SqliteStore {
     async fn update_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {
         let endpoint = endpoint.clone();
         self.writer
-            .write(move |ctx| endpoints::update_endpoint(&ctx.conn, &endpoint))
+            .write_atomic(move |ctx| endpoints::update_endpoint(&ctx.conn, &endpoint))
             .await
     }
 
     async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()> {
         let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
         self.writer
-            .write(move |ctx| endpoints::delete_endpoint(&ctx.conn, &tenant_id, &id, now_ms))
+            .write_atomic(move |ctx| endpoints::delete_endpoint(&ctx.conn, &tenant_id, &id, now_ms))
             .await
     }
 
@@ -95,7 +95,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
         self.writer
-            .write(move |ctx| publish::replay_endpoint(ctx, &tenant_id, &id, since_ms, now_ms))
+            .write_atomic(move |ctx| {
+                publish::replay_endpoint(ctx, &tenant_id, &id, since_ms, now_ms)
+            })
             .await
     }
 
@@ -116,7 +118,7 @@ impl Store for SqliteStore {
         delivery: NewDirectDelivery,
     ) -> StoreResult<DeliveryRecord> {
         self.writer
-            .write(move |ctx| publish::create_direct(ctx, delivery))
+            .write_atomic(move |ctx| publish::create_direct(ctx, delivery))
             .await
     }
 
@@ -180,7 +182,7 @@ impl Store for SqliteStore {
     async fn delete_delivery(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
         let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
         self.writer
-            .write(move |ctx| deliveries::delete_delivery(&ctx.conn, &tenant_id, &id))
+            .write_atomic(move |ctx| deliveries::delete_delivery(&ctx.conn, &tenant_id, &id))
             .await
     }
 
@@ -191,7 +193,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let (tenant_id, filter) = (tenant_id.to_string(), filter.clone());
         self.writer
-            .write(move |ctx| deliveries::delete_deliveries(&ctx.conn, &tenant_id, &filter))
+            .write_atomic(move |ctx| deliveries::delete_deliveries(&ctx.conn, &tenant_id, &filter))
             .await
     }
 
@@ -228,7 +230,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let job = job.clone();
         self.writer
-            .write(move |ctx| jobs::create_job(ctx, &job, first))
+            .write_atomic(move |ctx| jobs::create_job(ctx, &job, first))
             .await
     }
 
@@ -250,7 +252,7 @@ impl Store for SqliteStore {
         let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
         let (expected, progress) = (expected.map(str::to_string), progress.to_string());
         self.writer
-            .write(move |ctx| {
+            .write_atomic(move |ctx| {
                 jobs::set_job_progress(
                     ctx,
                     &tenant_id,
@@ -279,7 +281,7 @@ impl Store for SqliteStore {
 
     async fn complete_job(&self, completion: JobCompletion) -> StoreResult<Completed> {
         self.writer
-            .write(move |ctx| jobs::complete_job(ctx, completion))
+            .write_atomic(move |ctx| jobs::complete_job(ctx, completion))
             .await
     }
 
@@ -316,7 +318,7 @@ impl Store for SqliteStore {
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
         let (owner, ids) = (owner.to_string(), ids.to_vec());
         self.writer
-            .write(move |ctx| claims::release_leases(&ctx.conn, &owner, &ids, now_ms))
+            .write_atomic(move |ctx| claims::release_leases(&ctx.conn, &owner, &ids, now_ms))
             .await
     }
 
@@ -331,7 +333,7 @@ impl Store for SqliteStore {
         batch: usize,
     ) -> StoreResult<u64> {
         self.writer
-            .write(move |ctx| {
+            .write_atomic(move |ctx| {
                 claims::purge_finished(&ctx.conn, failed_before_ms, others_before_ms, batch)
             })
             .await

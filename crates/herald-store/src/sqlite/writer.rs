@@ -2,7 +2,12 @@
 //!
 //! SQLite allows one writer at a time, so every write runs on one dedicated thread that owns the write connection.
 //! Callers send it closures; the thread takes every closure waiting in its queue, runs them all inside one
-//! transaction (each in its own savepoint, so one failing operation does not undo the others) and commits once.
+//! transaction and commits once.
+//!
+//! One failing operation must not undo the others. An operation sent with [`Writer::write`] must therefore fail
+//! before it writes anything, or only on its first write: SQLite undoes a failed statement by itself. Operations
+//! that can fail after writing use [`Writer::write_atomic`], which wraps them in a savepoint. Savepoints are kept
+//! off the hot paths (publish, claim, record) because each one re-journals every page it touches.
 //! Only after that commit (one fsync of the WAL) are the callers answered. Concurrent publishes therefore share
 //! a transaction and an fsync: durability costs one fsync per batch, not per request.
 
@@ -62,8 +67,26 @@ impl Writer {
         Writer { tx }
     }
 
-    /// Run `op` inside the next group commit and return its result once that commit is durable.
+    /// Run `op` inside the next group commit and return its result once that commit is durable. `op` must fail
+    /// before writing or on its first write (see the module docs).
     pub async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(op, false).await
+    }
+
+    /// Like [`Writer::write`], for operations that may fail after writing: all of `op` is undone if it fails.
+    pub async fn write_atomic<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(op, true).await
+    }
+
+    async fn submit<T, F>(&self, op: F, atomic: bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
@@ -71,7 +94,8 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |ctx: Option<&mut WriteCtx>| {
             let result = match ctx {
-                Some(ctx) => in_savepoint(ctx, op),
+                Some(ctx) if atomic => in_savepoint(ctx, op),
+                Some(ctx) => op(ctx),
                 None => Err(StoreError::Unavailable(
                     "could not open a transaction".into(),
                 )),
@@ -93,14 +117,12 @@ fn in_savepoint<T>(
     ctx: &mut WriteCtx,
     op: impl FnOnce(&mut WriteCtx) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    ctx.conn.execute_batch("SAVEPOINT op")?;
+    ctx.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     let result = op(ctx);
-    let end = if result.is_ok() {
-        "RELEASE op"
-    } else {
-        "ROLLBACK TO op; RELEASE op"
-    };
-    ctx.conn.execute_batch(end)?;
+    if result.is_err() {
+        ctx.conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+    }
+    ctx.conn.prepare_cached("RELEASE op")?.execute([])?;
     result
 }
 
