@@ -2,6 +2,10 @@
 
 mod cmd;
 
+/// mimalloc: allocation was a tenth of the server's CPU under load with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Herald: durable, signed webhook delivery.

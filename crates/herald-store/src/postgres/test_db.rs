@@ -1,5 +1,5 @@
-//! Throw-away PostgreSQL databases for tests: each test gets a freshly created database that is dropped again
-//! when its guard is dropped.
+//! Throw-away PostgreSQL databases for tests and benchmarks: each gets a freshly created database that is
+//! dropped again when its guard is dropped.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -22,7 +22,6 @@ pub struct TestDatabase {
 /// Create a fresh, empty database, or say why not (PostgreSQL unreachable).
 pub async fn create() -> Result<TestDatabase, String> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin = admin_url();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -32,6 +31,12 @@ pub async fn create() -> Result<TestDatabase, String> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
+    create_on(&admin_url(), &name).await
+}
+
+/// Create the empty database `name` (letters, digits, `_`) on the server behind `admin`.
+pub async fn create_on(admin: &str, name: &str) -> Result<TestDatabase, String> {
+    let (admin, name) = (admin.to_string(), name.to_string());
     let (client, connection) = tokio_postgres::connect(&admin, NoTls)
         .await
         .map_err(|e| format!("{admin}: {e}"))?;

@@ -108,6 +108,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         backlog: args.backlog,
         rate: args.rate,
         progress: !args.json,
+        databases: Default::default(),
     };
     let mut results = Results {
         store: if args.database_url.is_some() {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use herald_store::postgres::test_db::{create_on, TestDatabase};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -37,6 +38,9 @@ pub struct Ctx {
     pub progress: bool,
     /// The load generator's client.
     pub client: reqwest::Client,
+    /// With `--database-url`: one fresh database per scenario (keyed by data directory), dropped when the
+    /// bench ends, so no scenario inherits another's deliveries.
+    pub databases: std::sync::Mutex<std::collections::HashMap<String, TestDatabase>>,
 }
 
 impl Ctx {
@@ -63,15 +67,40 @@ impl Ctx {
         bar
     }
 
-    /// A fresh server on its own data directory.
+    /// A fresh server on its own data directory (and, with `--database-url`, its own database: servers
+    /// started on the same directory share it).
     pub async fn server(&self, dir: &TempDir, role: &str) -> anyhow::Result<Child> {
+        let database_url = match &self.database_url {
+            Some(server) => Some(self.scenario_database(server, dir).await?),
+            None => None,
+        };
         processes::start_server(&ServerSpec {
             data_dir: dir.path(),
             role,
             token: &self.token,
-            database_url: self.database_url.as_deref(),
+            database_url: database_url.as_deref(),
         })
         .await
+    }
+
+    async fn scenario_database(&self, server: &str, dir: &TempDir) -> anyhow::Result<String> {
+        let key = dir.path().display().to_string();
+        let name = {
+            let databases = self.databases.lock().expect("databases lock");
+            if let Some(db) = databases.get(&key) {
+                return Ok(db.url.clone());
+            }
+            format!("herald_bench_{}_{}", std::process::id(), databases.len())
+        };
+        let db = create_on(server, &name).await.map_err(|e| {
+            anyhow::anyhow!("cannot create a database for the scenario (setting database_url): {e}")
+        })?;
+        let url = db.url.clone();
+        self.databases
+            .lock()
+            .expect("databases lock")
+            .insert(key, db);
+        Ok(url)
     }
 
     /// Create an endpoint delivering to `url`; returns its id.
