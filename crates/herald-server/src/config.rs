@@ -106,6 +106,8 @@ pub struct Config {
     pub blobs: crate::blobs::BlobSettings,
     /// How clients reach this node (base of local blob URLs); `http://<listen>` when unset.
     pub public_url: Option<String>,
+    /// Job routes declared in `herald.toml` (`[[routes]]` tables), applied at start.
+    pub routes: Vec<toml::Table>,
 }
 
 impl Config {
@@ -125,6 +127,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             blobs: crate::blobs::BlobSettings::default(),
             public_url: None,
+            routes: Vec::new(),
         }
     }
 
@@ -288,6 +291,23 @@ impl Layers<'_> {
             "a number of seconds"
         );
         c.public_url = self.get("public_url", "a URL")?;
+        if let Some(declared) = self.file.and_then(|f| f.get("routes")) {
+            let fail = |message: &str| ConfigError {
+                setting: "routes".into(),
+                source_name: "herald.toml".into(),
+                message: message.into(),
+            };
+            let items = declared
+                .as_array()
+                .ok_or_else(|| fail("must be an array of [[routes]] tables"))?;
+            for item in items {
+                c.routes.push(
+                    item.as_table()
+                        .cloned()
+                        .ok_or_else(|| fail("every [[routes]] entry must be a table"))?,
+                );
+            }
+        }
         if let Some((value, source_name)) = self.raw("role") {
             c.role = value.parse().map_err(|message| ConfigError {
                 setting: "role".into(),

@@ -195,6 +195,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         engine: engine.as_ref().map(Engine::status),
         jobs: jobs.clone(),
     };
+    crate::http::routes::declare(&state, &state.config.routes).await?;
     let store_kind = store.kind();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -10,7 +10,7 @@ mod events;
 pub mod extract;
 mod health;
 mod jobs;
-mod routes;
+pub mod routes;
 mod tenants;
 pub mod views;
 

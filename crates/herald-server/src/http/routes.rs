@@ -181,3 +181,39 @@ pub async fn delete(
     state.store.delete_route(&caller.tenant_id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Apply the `[[routes]]` of the configuration (upserts; each table has `name`, optional `tenant`, and the
+/// fields of `PUT /v1/routes/{name}`). Returns how many were applied.
+pub async fn declare(state: &AppState, tables: &[toml::Table]) -> anyhow::Result<usize> {
+    for (i, table) in tables.iter().enumerate() {
+        let setting = |message: String| anyhow::anyhow!("invalid setting routes[{i}]: {message}");
+        let mut table = table.clone();
+        let name = match table.remove("name") {
+            Some(toml::Value::String(name)) => name,
+            _ => return Err(setting("name is required".into())),
+        };
+        let tenant = match table.remove("tenant") {
+            Some(toml::Value::String(t)) => t,
+            None => herald_store::DEFAULT_TENANT.to_string(),
+            Some(_) => return Err(setting("tenant must be text".into())),
+        };
+        let input: RouteInput = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| setting(e.to_string()))?;
+        let existing = match state.store.get_route(&tenant, &name).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(setting(e.to_string())),
+        };
+        let route = route_record(state, &tenant, &name, input, existing).map_err(|e| match e {
+            ApiError::Validation { field, message } => setting(format!("{field}: {message}")),
+            other => setting(other.to_string()),
+        })?;
+        state
+            .store
+            .put_route(&route)
+            .await
+            .map_err(|e| setting(e.to_string()))?;
+    }
+    Ok(tables.len())
+}

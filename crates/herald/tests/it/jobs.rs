@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::helpers::{Reply, Seen, TestApp, TestReceiver, ADMIN_TOKEN};
+use crate::helpers::{Backend, Reply, Seen, TestApp, TestReceiver, ADMIN_TOKEN};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// Quick retries so tests never wait long for a callback.
@@ -59,9 +59,10 @@ async fn post_with(
     app.call_as_with_headers(path, body, headers).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_poll_that_receives_the_result_suppresses_the_webhook() {
-    let app = TestApp::spawn().await;
+pub async fn a_long_poll_that_receives_the_result_suppresses_the_webhook(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let worker = TestReceiver::start(Reply::status(204)).await;
     let client = TestReceiver::start(Reply::status(204)).await;
     put_route(&app, "tx", "notify", &worker.url("/work"), json!({})).await;
@@ -110,9 +111,10 @@ async fn a_long_poll_that_receives_the_result_suppresses_the_webhook() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_long_poll_expired_the_completion_is_sent_by_webhook() {
-    let app = TestApp::spawn().await;
+pub async fn after_the_long_poll_expired_the_completion_is_sent_by_webhook(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let worker = TestReceiver::start(Reply::status(204)).await;
     let client = TestReceiver::start(Reply::status(204)).await;
     put_route(&app, "tx", "notify", &worker.url("/work"), json!({})).await;
@@ -151,9 +153,10 @@ async fn after_the_long_poll_expired_the_completion_is_sent_by_webhook() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_webhooks_are_sent_only_when_the_value_changes() {
-    let app = TestApp::spawn().await;
+pub async fn progress_webhooks_are_sent_only_when_the_value_changes(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let worker = TestReceiver::start(Reply::status(204)).await;
     let client = TestReceiver::start(Reply::status(204)).await;
     put_route(&app, "tx", "notify", &worker.url("/work"), json!({})).await;
@@ -195,9 +198,10 @@ async fn progress_webhooks_are_sent_only_when_the_value_changes() {
     assert_eq!(status, StatusCode::CONFLICT, "{late}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_answers_at_once_and_delivers_the_upstream_result() {
-    let app = TestApp::spawn().await;
+pub async fn the_gateway_answers_at_once_and_delivers_the_upstream_result(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
     let upstream = TestReceiver::start(Reply::slow(201, Duration::from_secs(3))).await;
     let callback = TestReceiver::start(Reply::status(204)).await;
     callback.then(&[Reply::status(502), Reply::status(502)]);
@@ -444,3 +448,101 @@ async fn health_waiting(app: &TestApp) -> u64 {
     let (_, health) = app.get("/health").await;
     health["jobs"]["long_polls"].as_u64().unwrap_or(0)
 }
+
+#[tokio::test]
+async fn routes_declared_in_the_config_file_are_applied_at_start() {
+    let declared: toml::Table = r#"
+        name = "payments"
+        kind = "notify"
+        url = "http://127.0.0.1:9/pay"
+        timeout_ms = 1000
+        [auth]
+        kind = "bearer"
+        token = "service-token"
+    "#
+    .parse()
+    .unwrap();
+    let app = TestApp::spawn_with(|c| c.routes = vec![declared.clone()]).await;
+    let (status, route) = app.get("/v1/routes/payments").await;
+    assert_eq!(status, StatusCode::OK, "{route}");
+    assert_eq!(
+        (route["kind"].as_str(), route["timeout_ms"].as_u64()),
+        (Some("notify"), Some(1000))
+    );
+    assert_eq!(
+        route["auth"],
+        json!({"kind": "bearer"}),
+        "credentials are never shown"
+    );
+
+    let mut bad = declared;
+    bad.insert("kind".into(), toml::Value::String("teleport".into()));
+    let dir = crate::helpers::TempDir::new();
+    let mut config = crate::helpers::test_config(dir.path());
+    config.routes = vec![bad];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = herald_server::start(config, listener)
+        .await
+        .err()
+        .expect("a bad route stops start-up");
+    assert!(
+        err.to_string().contains("routes[0]") && err.to_string().contains("kind"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_notifications_authenticate_with_oauth2_and_refresh_after_a_401() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let issued = Arc::new(AtomicU32::new(0));
+    let counter = issued.clone();
+    let token_endpoint = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |body: String| {
+            let counter = counter.clone();
+            async move {
+                assert!(body.contains("grant_type=client_credentials"), "{body}");
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                axum::Json(json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, token_endpoint).await.unwrap() });
+
+    let app = TestApp::spawn().await;
+    let worker = TestReceiver::start(Reply::status(204)).await;
+    worker.then(&[Reply::status(401)]);
+    let auth = json!({"kind": "oauth2_client_credentials", "token_url": token_url, "client_id": "herald", "client_secret": "s3cret"});
+    put_route(
+        &app,
+        "secure",
+        "notify",
+        &worker.url("/work"),
+        json!({"auth": auth}),
+    )
+    .await;
+    app.post("/v1/jobs", json!({"route": "secure"})).await;
+    worker.wait_for(2, WAIT).await;
+    app.post("/v1/jobs", json!({"route": "secure"})).await;
+    let seen = worker.wait_for(3, WAIT).await;
+    let bearer: Vec<&str> = seen
+        .iter()
+        .map(|s| s.header("authorization").unwrap())
+        .collect();
+    assert_eq!(bearer[0], "Bearer tok-1");
+    assert!(
+        bearer[1..].iter().all(|b| *b == "Bearer tok-2"),
+        "after the 401 a new token is fetched and reused: {bearer:?}"
+    );
+    assert_eq!(issued.load(Ordering::SeqCst), 2, "one fetch, one refresh");
+}
+
+crate::on_both_stores!(
+    a_long_poll_that_receives_the_result_suppresses_the_webhook,
+    after_the_long_poll_expired_the_completion_is_sent_by_webhook,
+    progress_webhooks_are_sent_only_when_the_value_changes,
+    the_gateway_answers_at_once_and_delivers_the_upstream_result,
+);
