@@ -174,6 +174,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.blobs.offload_threshold_bytes,
         work_ready.clone(),
         config.delivery.default_timeout_ms,
+        i64::from(config.delivery.retention_days) * 86_400_000,
     ));
     let engine = config.role.delivers().then(|| {
         Engine::new(
@@ -205,7 +206,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 let _ = engine_stop.await;
             }))
         });
-        let sweeper = tokio::spawn(jobs.sweep_overdue(std::time::Duration::from_secs(5)));
+        let sweeper = tokio::spawn(jobs.sweep(std::time::Duration::from_secs(5)));
         let app = crate::http::router(state, blob_routes);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -168,6 +168,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Unfinished jobs whose deadline passed (their proxy call was interrupted), across tenants.
     async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>>;
+    /// Delete at most `batch` finished jobs last changed before `finished_before_ms`; returns them (so their
+    /// offloaded results can be deleted too).
+    async fn purge_jobs(
+        &self,
+        finished_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<Vec<JobRecord>>;
 
     // ---- the delivery engine ----
 

@@ -305,3 +305,20 @@ pub async fn overdue_jobs(
         .map(job)
         .collect()
 }
+
+pub async fn purge_jobs(
+    c: &impl GenericClient,
+    finished_before_ms: i64,
+    batch: usize,
+) -> StoreResult<Vec<JobRecord>> {
+    let sql = format!(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') \
+         AND updated_ms < $1 ORDER BY updated_ms LIMIT $2) RETURNING {JOB_COLUMNS}"
+    );
+    c.query(sql.as_str(), &[&finished_before_ms, &(batch as i64)])
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(job)
+        .collect()
+}

@@ -48,6 +48,7 @@ CREATE TABLE jobs (
     updated_ms        BIGINT NOT NULL
 );
 CREATE INDEX jobs_overdue ON jobs (deadline_ms) WHERE deadline_ms IS NOT NULL AND status IN ('accepted', 'running');
+CREATE INDEX jobs_finished ON jobs (updated_ms) WHERE status IN ('succeeded', 'failed', 'cancelled');
 "#;
 
 const INITIAL: &str = r#"

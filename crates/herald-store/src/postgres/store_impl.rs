@@ -293,6 +293,17 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn purge_jobs(
+        &self,
+        finished_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<Vec<JobRecord>> {
+        self.timed(async {
+            jobs::purge_jobs(&self.client().await?, finished_before_ms, batch).await
+        })
+        .await
+    }
+
     async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>> {
         self.timed(async { jobs::overdue_jobs(&self.client().await?, now_ms, limit).await })
             .await

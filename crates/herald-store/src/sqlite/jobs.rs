@@ -255,3 +255,22 @@ pub fn overdue_jobs(conn: &Connection, now_ms: i64, limit: usize) -> StoreResult
         .collect::<Result<_, _>>()?;
     Ok(jobs)
 }
+
+pub fn purge_jobs(
+    conn: &Connection,
+    finished_before_ms: i64,
+    batch: usize,
+) -> StoreResult<Vec<JobRecord>> {
+    let doomed: Vec<JobRecord> = conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') \
+             AND updated_ms < ?1 ORDER BY updated_ms LIMIT ?2"
+        ))?
+        .query_map(params![finished_before_ms, batch as i64], job)?
+        .collect::<Result<_, _>>()?;
+    let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+    for j in &doomed {
+        delete.execute([&j.id])?;
+    }
+    Ok(doomed)
+}

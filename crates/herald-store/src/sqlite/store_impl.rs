@@ -297,6 +297,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_jobs(
+        &self,
+        finished_before_ms: i64,
+        batch: usize,
+    ) -> StoreResult<Vec<JobRecord>> {
+        self.writer
+            .write_atomic(move |ctx| jobs::purge_jobs(&ctx.conn, finished_before_ms, batch))
+            .await
+    }
+
     async fn overdue_jobs(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<JobRecord>> {
         self.read(move |conn| jobs::overdue_jobs(conn, now_ms, limit))
             .await

@@ -256,3 +256,32 @@ pub async fn overdue_jobs(store: Shared) {
         .collect();
     assert_eq!(overdue, ["job_2"]);
 }
+
+/// Finished jobs past retention are purged (and returned); unfinished ones stay whatever their age.
+pub async fn purge_finished_jobs(store: Shared) {
+    store.create_job(&job("job_old"), None).await.unwrap();
+    store.create_job(&job("job_open"), None).await.unwrap();
+    store
+        .complete_job(completion("job_old", BASE + 10))
+        .await
+        .unwrap();
+    assert!(
+        store.purge_jobs(BASE + 10, 10).await.unwrap().is_empty(),
+        "not older than the cut-off"
+    );
+    let purged: Vec<String> = store
+        .purge_jobs(BASE + 11, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(purged, ["job_old"]);
+    assert_not_found(store.get_job(DEFAULT_TENANT, "job_old").await);
+    assert!(store
+        .purge_jobs(BASE + 1_000_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.get_job(DEFAULT_TENANT, "job_open").await.unwrap();
+}

@@ -68,6 +68,7 @@ macro_rules! contract_tests {
             jobs::job_creation_and_progress,
             jobs::completion_and_the_long_poll_rule,
             jobs::overdue_jobs,
+            jobs::purge_finished_jobs,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {
