@@ -21,8 +21,8 @@ pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_i
 /// Candidate rows read per claimed slot: room to skip rows whose key fills up within the batch.
 pub const SCAN_FACTOR: usize = 2;
 
-/// One due delivery as read from the database, before it is turned into a [`ClaimedDelivery`].
-#[allow(missing_docs)]
+/// One due delivery as read from the database (columns of [`CANDIDATE_COLUMNS`], in order), before it is
+/// turned into a [`ClaimedDelivery`].
 pub struct CandidateRow {
     pub id: String,
     pub tenant_id: String,

@@ -7,7 +7,9 @@
 //! job's `waiter_until_ms`), and a long poll that ends without the final status releases its claim first.
 
 pub mod envelope;
+mod long_poll;
 mod service;
+mod sweeper;
 pub mod upstream;
 mod waiters;
 

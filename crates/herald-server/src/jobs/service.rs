@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_core::ids::encode_id;
 use herald_core::retry::RetryPolicy;
@@ -24,8 +24,6 @@ use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
 use crate::blobs::{BlobStore, ResultIndirect};
 
-/// Re-read a waited-on job this often, to see changes made by other nodes.
-const WAIT_POLL: Duration = Duration::from_secs(2);
 /// Grace after a proxy call's timeout before the job counts as interrupted.
 const PROXY_GRACE_MS: i64 = 30_000;
 
@@ -51,15 +49,15 @@ pub struct NewJob {
 
 /// Jobs on one node.
 pub struct JobService {
-    store: Arc<dyn Store>,
-    waiters: Waiters,
-    upstream: UpstreamClient,
-    authenticator: ServiceAuthenticator,
-    blobs: Arc<dyn BlobStore>,
-    offload_threshold: usize,
-    work_ready: Arc<Notify>,
-    callback_timeout_ms: u32,
-    retention_ms: i64,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) waiters: Waiters,
+    pub(super) upstream: UpstreamClient,
+    pub(super) authenticator: ServiceAuthenticator,
+    pub(super) blobs: Arc<dyn BlobStore>,
+    pub(super) offload_threshold: usize,
+    pub(super) work_ready: Arc<Notify>,
+    pub(super) callback_timeout_ms: u32,
+    pub(super) retention_ms: i64,
 }
 
 fn random() -> u128 {
@@ -108,7 +106,7 @@ impl JobService {
 
     /// A delivery from Herald on the job's behalf: signed with the route's secret, retried by its policy,
     /// authenticated as its service user.
-    fn outbound(
+    pub(super) fn outbound(
         &self,
         job: &JobRecord,
         route: Option<&RouteRecord>,
@@ -167,68 +165,6 @@ impl JobService {
             tokio::spawn(self.clone().run_proxy(job.clone(), new.route, request));
         }
         Ok(job)
-    }
-
-    /// Wait until the job ends or `wait` passes; answer with the job as it stands.
-    pub async fn wait(&self, tenant_id: &str, id: &str, wait: Duration) -> StoreResult<JobRecord> {
-        let deadline = Instant::now() + wait;
-        let registration = self.waiters.register(id);
-        loop {
-            let changed = registration.notify.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let job = self.store.get_job(tenant_id, id).await?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if job.status.is_final() || left.is_zero() {
-                return Ok(job);
-            }
-            let _ = tokio::time::timeout(left.min(WAIT_POLL), changed).await;
-        }
-    }
-
-    /// The creating request's long poll. If it ends without the final status, it first gives up its claim on
-    /// the completion, so the webhook is sent; if the client goes away meanwhile, the claim is released and a
-    /// completion it would have answered is sent as a webhook.
-    pub async fn wait_as_creator(
-        self: &Arc<Self>,
-        job: &JobRecord,
-        wait: Duration,
-    ) -> StoreResult<JobRecord> {
-        let mut guard = CreatorWait {
-            service: self.clone(),
-            tenant_id: job.tenant_id.clone(),
-            id: job.id.clone(),
-            armed: true,
-        };
-        let seen = self.wait(&job.tenant_id, &job.id, wait).await?;
-        if seen.status.is_final() {
-            guard.armed = false;
-            return Ok(seen);
-        }
-        self.store
-            .set_job_waiter(&job.tenant_id, &job.id, None)
-            .await?;
-        guard.armed = false;
-        self.store.get_job(&job.tenant_id, &job.id).await
-    }
-
-    /// After the creator's client disconnected: release its claim and make sure a completion reaches the webhook.
-    async fn release_creator(&self, tenant_id: &str, id: &str) -> StoreResult<()> {
-        self.store.set_job_waiter(tenant_id, id, None).await?;
-        let job = self.store.get_job(tenant_id, id).await?;
-        if let (true, Some(url)) = (job.status.is_final(), job.webhook_url.as_deref()) {
-            let route = self.store.get_route(tenant_id, &job.route).await.ok();
-            let indirect = self.indirect(&job).await;
-            let message_id = completion_message_id(&job.id);
-            let body = webhook_body(&message_id, &job, indirect.as_ref(), now_ms());
-            let webhook = self.outbound(&job, route.as_ref(), url, body, Some(message_id));
-            match self.store.create_direct_delivery(webhook).await {
-                Ok(_) => self.work_ready.notify_one(),
-                Err(StoreError::Conflict(_)) => {} // already queued by the completion
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     /// Record a progress value. A webhook goes out (with `progressReports`) only when the value changed.
@@ -437,85 +373,6 @@ impl JobService {
         }
         if let Err(e) = self.complete(&job.tenant_id, &job.id, outcome).await {
             tracing::warn!(job_id = %job.id, correlation_id = %job.correlation_id, error = %e, "cannot record the proxy outcome");
-        }
-    }
-
-    /// Every `every`: fail jobs whose proxy call was interrupted (the node died mid-call) so their clients hear
-    /// of it, and purge finished jobs (and their offloaded results) past retention.
-    pub async fn sweep(self: Arc<Self>, every: Duration) {
-        loop {
-            tokio::time::sleep(every).await;
-            self.fail_overdue().await;
-            self.purge_expired().await;
-        }
-    }
-
-    async fn fail_overdue(&self) {
-        let overdue = match self.store.overdue_jobs(now_ms(), 100).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot look for interrupted jobs");
-                return;
-            }
-        };
-        for job in overdue {
-            let error = json!({"kind": "interrupted", "message": "the upstream call was interrupted; the outcome is unknown"});
-            if let Err(e) = self.complete(&job.tenant_id, &job.id, Err(error)).await {
-                tracing::debug!(job_id = %job.id, error = %e, "interrupted job already ended");
-            }
-        }
-    }
-
-    async fn purge_expired(&self) {
-        let purged = match self
-            .store
-            .purge_jobs(now_ms() - self.retention_ms, 500)
-            .await
-        {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot purge finished jobs");
-                return;
-            }
-        };
-        for job in &purged {
-            let key = job
-                .result_blob
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok());
-            if let Some(key) = key.as_ref().and_then(|k| k["key"].as_str()) {
-                if let Err(e) = self.blobs.delete(key).await {
-                    tracing::warn!(job_id = %job.id, error = %e, "cannot delete an expired offloaded result");
-                }
-            }
-        }
-        if !purged.is_empty() {
-            tracing::info!(purged = purged.len(), "purged finished jobs past retention");
-        }
-    }
-}
-
-/// Releases the creator's long-poll claim if its request goes away before finishing.
-struct CreatorWait {
-    service: Arc<JobService>,
-    tenant_id: String,
-    id: String,
-    armed: bool,
-}
-
-impl Drop for CreatorWait {
-    fn drop(&mut self) {
-        if self.armed {
-            let (service, tenant_id, id) = (
-                self.service.clone(),
-                self.tenant_id.clone(),
-                self.id.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = service.release_creator(&tenant_id, &id).await {
-                    tracing::warn!(job_id = %id, error = %e, "cannot release a long poll's claim");
-                }
-            });
         }
     }
 }
