@@ -380,6 +380,9 @@ pub async fn deliveries_list_filters_and_paginates_with_a_cursor(backend: Backen
     sorted.dedup();
     assert_eq!(sorted.len(), 7);
 
+    for id in &seen {
+        app.wait_status(id, "delivered", WAIT).await;
+    }
     let (status, deleted) = app
         .call(Method::DELETE, "/v1/deliveries?status=delivered", None)
         .await;
