@@ -1,7 +1,8 @@
 //! Group commit for publishes on PostgreSQL. A few batcher tasks each take whatever publishes are queued and
 //! write them in one transaction: the events with one statement, the fan-out with another, one notification,
 //! one commit. Concurrent publishers therefore share round trips and fsyncs, as they do on the SQLite writer.
-//! If a batch fails, its publishes are retried one by one so that one bad publish cannot fail the others.
+//! If a batch fails for a reason other than an unreachable database, its publishes are retried one by one so
+//! that one bad publish cannot fail the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +80,13 @@ async fn run(queue: Arc<Mutex<mpsc::Receiver<Job>>>, pool: Pool, ids: IdSource, 
             Err(e) if batch.len() == 1 => {
                 let (_, reply) = batch.pop().expect("one job");
                 let _ = reply.send(Err(e));
+            }
+            // The database is away: every publish of the batch would fail the same way, so answer them all
+            // at once rather than waiting out the timeout once per publish.
+            Err(StoreError::Unavailable(reason)) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+                }
             }
             Err(_) => {
                 for (event, reply) in batch {

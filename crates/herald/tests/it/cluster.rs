@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::helpers::{test_database, Reply, TempDir, TestApp, TestReceiver, ADMIN_TOKEN};
+use crate::helpers::{
+    test_database, test_database_exclusive, Reply, TempDir, TestApp, TestReceiver, ADMIN_TOKEN,
+};
 use crate::pgproxy::{server_addr, PgProxy};
 use crate::process::{free_port, HeraldProcess};
 
@@ -166,24 +168,18 @@ async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
     println!("3000 events over 3 nodes, one SIGKILLed: all delivered, {duplicates} duplicates");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
-    let Some(db) = test_database().await else {
-        return;
-    };
-    let proxy = PgProxy::start(server_addr(&db.url)).await;
-    let url = proxy.url_for(&db.url);
-    let app = TestApp::spawn_with(|c| {
-        c.database_url = Some(url);
-        c.db_timeout_ms = 1000;
-    })
-    .await;
-    let rx = TestReceiver::start(Reply::status(204)).await;
-    app.endpoint(json!({"url": rx.url("/outage")})).await;
-
+/// Publish from 4 clients while `outage` runs (it makes the database unreachable for a while and brings it
+/// back): every answer is 202 or a JSON 503, none hangs, `/health` reports the store down during the
+/// outage, and every acknowledged event is delivered afterwards.
+async fn publish_through_an_outage(
+    app: &TestApp,
+    rx: &TestReceiver,
+    outage: impl std::future::Future<Output = ()>,
+) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let statuses = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let health_seen_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut publishers = Vec::new();
     for w in 0..4 {
         let (client, base, stop, acked, statuses) = (
@@ -193,6 +189,7 @@ async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
             acked.clone(),
             statuses.clone(),
         );
+        let health_seen_down = health_seen_down.clone();
         publishers.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -218,6 +215,14 @@ async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
                         .push(body["id"].as_str().unwrap().to_string());
                 } else {
                     assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                    if w == 0 {
+                        let health = client.get(format!("{base}/health")).send().await.unwrap();
+                        if health.status().as_u16() == 503 {
+                            let h: Value = health.json().await.unwrap();
+                            assert_eq!(h["store"]["reachable"], false);
+                            health_seen_down.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
                 }
                 statuses.lock().unwrap().push(status);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -225,14 +230,8 @@ async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    proxy.down();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (health_status, health) = app.get("/health").await;
-    assert_eq!(health_status.as_u16(), 503, "{health}");
-    assert_eq!(health["store"]["reachable"], false);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    proxy.up();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    outage.await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for p in publishers {
         p.await.unwrap();
@@ -244,11 +243,15 @@ async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
     );
     assert!(statuses.contains(&503), "the outage was noticed");
     assert!(
+        health_seen_down.load(std::sync::atomic::Ordering::SeqCst),
+        "/health reported the store down"
+    );
+    assert!(
         statuses.last() == Some(&202),
         "publishing works again after the outage"
     );
     let acked = acked.lock().unwrap().clone();
-    wait_all_received(&rx, &acked, Duration::from_secs(30)).await;
+    wait_all_received(rx, &acked, Duration::from_secs(30)).await;
     let (status, health) = app.get("/health").await;
     assert_eq!(status.as_u16(), 200, "{health}");
     println!(
@@ -256,4 +259,80 @@ async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
         acked.len(),
         statuses.iter().filter(|s| **s == 503).count()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_loses_nothing_acknowledged() {
+    let Some(db) = test_database().await else {
+        return;
+    };
+    let proxy = PgProxy::start(server_addr(&db.url)).await;
+    let url = proxy.url_for(&db.url);
+    let app = TestApp::spawn_with(|c| {
+        c.database_url = Some(url);
+        c.db_timeout_ms = 1000;
+    })
+    .await;
+    let rx = TestReceiver::start(Reply::status(204)).await;
+    app.endpoint(json!({"url": rx.url("/outage")})).await;
+    let outage = async {
+        proxy.down();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        proxy.up();
+    };
+    publish_through_an_outage(&app, &rx, outage).await;
+}
+
+/// The PostgreSQL cluster's `pg_ctlcluster` name (`<version> main`), when this machine manages it that way.
+fn local_cluster() -> Option<String> {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .flatten()
+        .next()?
+        .file_name();
+    Some(version.to_string_lossy().into_owned())
+}
+
+fn pg_ctlcluster(version: &str, action: &str) {
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", action])
+        .status()
+        .expect("run pg_ctlcluster");
+    assert!(status.success(), "pg_ctlcluster {action} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_answers_503_and_loses_nothing_acknowledged() {
+    let Some(db) = test_database_exclusive().await else {
+        return;
+    };
+    let Some(version) = local_cluster().filter(|_| server_addr(&db.url).ip().is_loopback()) else {
+        assert!(
+            !crate::helpers::postgres_required(),
+            "CI restarts the local PostgreSQL with pg_ctlcluster"
+        );
+        eprintln!(
+            "skipping the PostgreSQL restart test: no local cluster managed by pg_ctlcluster"
+        );
+        return;
+    };
+    let url = db.url.clone();
+    let app = TestApp::spawn_with(|c| {
+        c.database_url = Some(url);
+        c.db_timeout_ms = 1000;
+    })
+    .await;
+    let rx = TestReceiver::start(Reply::status(204)).await;
+    app.endpoint(json!({"url": rx.url("/restart")})).await;
+    let restart = async {
+        let v = version.clone();
+        tokio::task::spawn_blocking(move || pg_ctlcluster(&v, "stop"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::task::spawn_blocking(move || pg_ctlcluster(&version, "start"))
+            .await
+            .unwrap();
+    };
+    publish_through_an_outage(&app, &rx, restart).await;
 }

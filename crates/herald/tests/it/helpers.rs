@@ -60,16 +60,46 @@ pub fn postgres_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("HERALD_REQUIRE_POSTGRES").is_some()
 }
 
-/// A fresh PostgreSQL database for one test, or `None` (with a note) when PostgreSQL is not there outside CI.
-pub async fn test_database() -> Option<test_db::TestDatabase> {
+/// PostgreSQL tests share the server; the one that restarts it takes this lock exclusively, so no other
+/// PostgreSQL test runs meanwhile (tests of this binary run in parallel).
+static POSTGRES: std::sync::LazyLock<Arc<tokio::sync::RwLock<()>>> =
+    std::sync::LazyLock::new(Arc::default);
+
+/// A test's own PostgreSQL database (dropped afterwards), and its share of the server.
+pub struct TestDb {
+    pub url: String,
+    _db: test_db::TestDatabase,
+    _server: ServerLock,
+}
+
+enum ServerLock {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+async fn create_db(server: ServerLock) -> Option<TestDb> {
     match test_db::create().await {
-        Ok(db) => Some(db),
+        Ok(db) => Some(TestDb {
+            url: db.url.clone(),
+            _db: db,
+            _server: server,
+        }),
         Err(e) if postgres_required() => panic!("PostgreSQL is required here but unreachable: {e}"),
         Err(e) => {
             eprintln!("skipping a PostgreSQL test: {e}");
             None
         }
     }
+}
+
+/// A fresh PostgreSQL database for one test, or `None` (with a note) when PostgreSQL is not there outside CI.
+pub async fn test_database() -> Option<TestDb> {
+    create_db(ServerLock::Shared(POSTGRES.clone().read_owned().await)).await
+}
+
+/// Like [`test_database`], while no other PostgreSQL test runs: for tests that stop the server.
+pub async fn test_database_exclusive() -> Option<TestDb> {
+    create_db(ServerLock::Exclusive(POSTGRES.clone().write_owned().await)).await
 }
 
 /// Generates `sqlite::NAME` and `postgres::NAME` tests from `pub async fn NAME(backend: Backend)` bodies.
@@ -101,7 +131,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub token: String,
     _running: Running,
-    _db: Option<test_db::TestDatabase>,
+    _db: Option<TestDb>,
     _dir: TempDir,
 }
 

@@ -31,6 +31,9 @@ impl PgProxy {
                 }
                 let link = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(target).await {
+                        // Small protocol messages must not wait for Nagle's algorithm.
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
