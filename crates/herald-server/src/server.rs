@@ -176,6 +176,15 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.delivery.default_timeout_ms,
         i64::from(config.delivery.retention_days) * 86_400_000,
     ));
+    if config.role.serves_api() {
+        // Long polls held here wake when another node changes their job.
+        let weak = Arc::downgrade(&jobs);
+        store.watch_jobs(Arc::new(move |id| {
+            if let Some(jobs) = weak.upgrade() {
+                jobs.job_changed(id);
+            }
+        }));
+    }
     let engine = config.role.delivers().then(|| {
         Engine::new(
             store.clone(),

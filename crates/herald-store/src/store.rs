@@ -25,6 +25,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = wake;
     }
 
+    /// Call `changed(job_id)` whenever another node changes a job (for long polls held on this node).
+    /// Single-process stores need nothing: the default does nothing.
+    fn watch_jobs(&self, changed: std::sync::Arc<dyn Fn(&str) + Send + Sync>) {
+        let _ = changed;
+    }
+
     // ---- tenants ----
 
     /// Create a tenant whose API token hashes to `token_sha256` (hex).

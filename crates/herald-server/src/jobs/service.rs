@@ -94,6 +94,11 @@ impl JobService {
         }
     }
 
+    /// Wake this node's long polls on `job_id` (it changed, here or on another node).
+    pub fn job_changed(&self, job_id: &str) {
+        self.waiters.changed(job_id);
+    }
+
     /// Requests long-polling right now.
     pub fn waiting(&self) -> usize {
         self.waiters.count()

@@ -1,6 +1,7 @@
-//! Long-poll waiters: one `Notify` per job that has someone waiting, woken whenever this node changes the job.
-//! A waiter costs a map entry and a parked future: no thread and no database connection. Changes made by
-//! other nodes are seen by re-reading the job every few seconds and at the deadline.
+//! Long-poll waiters: one `Notify` per job that has someone waiting, woken whenever the job changes: on this
+//! node directly, on other nodes through the store's job notifications (PostgreSQL `LISTEN herald_jobs`). A
+//! waiter costs a map entry and a parked future: no thread and no database connection. Each waiter also
+//! re-reads its job every few seconds and at its deadline, so a lost notification only delays an answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

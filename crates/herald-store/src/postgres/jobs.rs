@@ -215,6 +215,7 @@ pub async fn set_job_progress(
     if let Some(webhook) = webhook {
         insert_direct(&tx, &store.ids, webhook).await?;
     }
+    notify_job(&tx, id).await?;
     let updated = get_job(&tx, tenant_id, id).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok((updated, true))
@@ -262,6 +263,7 @@ pub async fn complete_job(store: &PostgresStore, c: JobCompletion) -> StoreResul
         }
         _ => false,
     };
+    notify_job(&tx, &c.id).await?;
     let job = get_job(&tx, &c.tenant_id, &c.id).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(Completed {
@@ -321,4 +323,12 @@ pub async fn purge_jobs(
         .iter()
         .map(job)
         .collect()
+}
+
+/// Tell the other nodes' long polls that the job changed (delivered on commit).
+async fn notify_job(c: &impl GenericClient, id: &str) -> StoreResult<()> {
+    c.execute("SELECT pg_notify($1, $2)", &[&super::JOBS_CHANNEL, &id])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }

@@ -1,25 +1,28 @@
-//! `LISTEN herald_work` on a dedicated connection: wakes this node's engine when another node commits work.
-//! Reconnects by itself with backoff; after every (re)connect it wakes the engine once to catch up on anything
-//! sent while it was away. Stops when the store is dropped.
+//! `LISTEN` on a dedicated connection: wakes this node when another node commits something it waits for
+//! (`herald_work`: due deliveries; `herald_jobs`: a job changed, the payload is its id). Reconnects by itself
+//! with backoff; after every (re)connect the handler is called with `None`, to catch up on anything sent while
+//! the connection was away. Stops when the store is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::WORK_CHANNEL;
+/// Called with each notification's payload, or `None` after a (re)connect.
+pub type Handler = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
-/// Run the listener until `stop` resolves (its sender is dropped with the store).
+/// Listen on `channel` until `stop` resolves (its sender is dropped with the store).
 pub async fn run(
     config: tokio_postgres::Config,
-    wake: Arc<Notify>,
+    channel: &'static str,
+    handler: Handler,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         tokio::select! {
-            _ = listen_once(&config, &wake) => {}
+            _ = listen_once(&config, channel, &handler) => {}
             _ = &mut stop => return,
         }
         tokio::select! {
@@ -31,22 +34,22 @@ pub async fn run(
 }
 
 /// One connection's life: connect, LISTEN, forward notifications until the connection ends.
-async fn listen_once(config: &tokio_postgres::Config, wake: &Arc<Notify>) {
+async fn listen_once(config: &tokio_postgres::Config, channel: &str, handler: &Handler) {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot connect to listen for work; retrying");
+            tracing::warn!(error = %e, channel, "cannot connect to listen; retrying");
             return;
         }
     };
-    let forward = wake.clone();
+    let forward = handler.clone();
     let driver = async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => forward.notify_one(),
+                Some(Ok(AsyncMessage::Notification(n))) => forward(Some(n.payload())),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "work listener connection lost; reconnecting");
+                    tracing::warn!(error = %e, "listener connection lost; reconnecting");
                     return;
                 }
                 None => return,
@@ -54,12 +57,9 @@ async fn listen_once(config: &tokio_postgres::Config, wake: &Arc<Notify>) {
         }
     };
     let subscribe = async {
-        match client
-            .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
-            .await
-        {
-            Ok(()) => wake.notify_one(),
-            Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+        match client.batch_execute(&format!("LISTEN {channel}")).await {
+            Ok(()) => handler(None),
+            Err(e) => tracing::warn!(error = %e, channel, "LISTEN failed"),
         }
         std::future::pending::<()>().await
     };

@@ -35,6 +35,8 @@ use crate::error::{StoreError, StoreResult};
 
 /// Channel that carries "work is due" notifications between nodes.
 pub const WORK_CHANNEL: &str = "herald_work";
+/// Channel that carries "this job changed" (payload: the job id) between nodes, for their long polls.
+pub const JOBS_CHANNEL: &str = "herald_jobs";
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -156,6 +158,16 @@ impl PostgresStore {
                 "the database did not answer in time".into(),
             )),
         }
+    }
+
+    /// Start a listener on `channel`; it stops when the store is dropped.
+    fn listen(&self, channel: &'static str, handler: listen::Handler) {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        self.listeners
+            .lock()
+            .expect("listener list lock")
+            .push(stop);
+        tokio::spawn(listen::run(self.config.clone(), channel, handler, stopped));
     }
 
     /// A new time-sortable id, strictly increasing within this node.

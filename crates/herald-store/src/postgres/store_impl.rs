@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{claims, deliveries, endpoints, jobs, listen, publish, PostgresStore};
+use super::{claims, deliveries, endpoints, jobs, publish, PostgresStore};
 use crate::error::StoreResult;
 use crate::jobs_model::*;
 use crate::model::*;
@@ -31,12 +31,18 @@ impl Store for PostgresStore {
     }
 
     fn watch_for_work(&self, wake: Arc<Notify>) {
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        self.listeners
-            .lock()
-            .expect("listener list lock")
-            .push(stop);
-        tokio::spawn(listen::run(self.config.clone(), wake, stopped));
+        self.listen(super::WORK_CHANNEL, Arc::new(move |_| wake.notify_one()));
+    }
+
+    fn watch_jobs(&self, changed: Arc<dyn Fn(&str) + Send + Sync>) {
+        self.listen(
+            super::JOBS_CHANNEL,
+            Arc::new(move |id| {
+                if let Some(id) = id {
+                    changed(id)
+                }
+            }),
+        );
     }
 
     async fn create_tenant(

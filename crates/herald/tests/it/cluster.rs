@@ -336,3 +336,50 @@ async fn a_postgresql_restart_answers_503_and_loses_nothing_acknowledged() {
     };
     publish_through_an_outage(&app, &rx, restart).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_one_node_is_answered_when_another_node_completes_the_job() {
+    let Some(a) = TestApp::spawn_on(crate::helpers::Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let url = a.database_url();
+    let b = TestApp::spawn_with(|c| c.database_url = url).await;
+    let worker = TestReceiver::start(Reply::status(204)).await;
+    let (status, _) = a
+        .call(
+            reqwest::Method::PUT,
+            "/v1/routes/w",
+            Some(json!({"kind": "notify", "url": worker.url("/w")})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    let (_, job) = a.post("/v1/jobs", json!({"route": "w"})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let poll_url = a.url(&format!("/v1/jobs/{id}?wait=20"));
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let resp = Client::new()
+            .get(poll_url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (started, Instant::now(), resp.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let completed_at = Instant::now();
+    let (status, _) = b
+        .post(
+            &format!("/v1/jobs/{id}/complete"),
+            json!({"result": "done on b"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    let (_, answered_at, job) = poll.await.unwrap();
+    assert_eq!(job["result"], "done on b");
+    let lag = answered_at.duration_since(completed_at);
+    assert!(
+        lag < Duration::from_millis(1000),
+        "node A heard of the completion through PostgreSQL ({lag:?})"
+    );
+}

@@ -183,6 +183,11 @@ impl TestApp {
         }
     }
 
+    /// The PostgreSQL database this node uses, if any (to start a second node on it).
+    pub fn database_url(&self) -> Option<String> {
+        self._db.as_ref().map(|d| d.url.clone())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
