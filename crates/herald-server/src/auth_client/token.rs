@@ -107,12 +107,10 @@ async fn exchange(
     shown: &str,
     req: &TokenRequest<'_>,
 ) -> Result<(hyper::header::HeaderValue, Option<Duration>), AuthError> {
+    // The client authenticates with HTTP basic only: RFC 6749 §2.3 allows one method per request, and
+    // basic is the one every authorization server must support.
     let mut form = String::from("grant_type=client_credentials");
-    for (name, value) in [
-        ("client_id", Some(req.client_id)),
-        ("client_secret", Some(req.client_secret)),
-        ("scope", req.scope),
-    ] {
+    for (name, value) in [("scope", req.scope)] {
         if let Some(value) = value {
             form.push('&');
             form.push_str(name);
