@@ -70,7 +70,7 @@ fn headers(
 }
 
 /// Run one attempt to completion. Holds `permit` (global concurrency) until the result is handed over.
-pub async fn run(ctx: Arc<AttemptContext>, d: ClaimedDelivery, permit: OwnedSemaphorePermit) {
+pub async fn run(ctx: Arc<AttemptContext>, mut d: ClaimedDelivery, permit: OwnedSemaphorePermit) {
     if let Some(rate) = d.rate_limit_per_s {
         if let Some(start) = ctx.limits.pace(&d.dispatch_key, rate) {
             tokio::time::sleep_until(start.into()).await;
@@ -78,7 +78,8 @@ pub async fn run(ctx: Arc<AttemptContext>, d: ClaimedDelivery, permit: OwnedSema
     }
     let started_ms = now_ms();
     let clock = Instant::now();
-    let body = Bytes::from(d.body.clone());
+    // The attempt owns the claimed delivery: hand its body to the request without copying it.
+    let body = Bytes::from(std::mem::take(&mut d.body));
     let mut out_headers = headers(&d, started_ms / 1000, &body);
     let auth: Option<ServiceAuth> = d.auth.as_deref().and_then(|a| serde_json::from_str(a).ok());
     let mut refused = None;
