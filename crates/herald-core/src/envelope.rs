@@ -67,10 +67,29 @@ pub fn truncate_utf8(s: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
+/// [`truncate_utf8`], with NUL characters (which PostgreSQL cannot store in text) turned into U+FFFD, so
+/// whatever a peer answered can be written to any store.
+pub fn storable_text(s: &[u8], max: usize) -> String {
+    let text = truncate_utf8(s, max);
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn storable_text_has_no_nul_and_no_invalid_utf8() {
+        let text = storable_text(b"ok\0\xff\xfe tail", 64);
+        assert!(!text.contains('\0'));
+        assert_eq!(text, "ok\u{FFFD}\u{FFFD}\u{FFFD} tail");
+        assert_eq!(storable_text(b"plain", 3), "pla");
+    }
 
     #[test]
     fn envelope_is_valid_json() {

@@ -92,6 +92,8 @@ pub struct Config {
     pub allow_private_targets: bool,
     /// Regex every target URL must match.
     pub url_allowlist: Option<String>,
+    /// Host names answered without DNS (`host=ip,…`); the URL policy still checks the addresses.
+    pub resolve: crate::outbound::ResolveOverrides,
     /// Largest accepted request body.
     pub max_payload_bytes: usize,
     /// What this node runs.
@@ -120,6 +122,7 @@ impl Config {
             admin_token: None,
             allow_private_targets: false,
             url_allowlist: None,
+            resolve: Default::default(),
             max_payload_bytes: 1024 * 1024,
             role: Role::All,
             db_pool_size: 16,
@@ -263,6 +266,7 @@ impl Layers<'_> {
             "allow_private_targets",
             "true or false"
         );
+        set!(c.resolve, "resolve", "a list like host=127.0.0.1,other=::1");
         set!(
             c.max_payload_bytes,
             "max_payload_bytes",

@@ -18,6 +18,7 @@ use crate::app::{now_ms, AppState};
 use crate::config::Config;
 use crate::delivery::Engine;
 use crate::jobs::JobService;
+use crate::outbound::Outbound;
 use crate::random;
 
 /// Where the admin token came from.
@@ -123,6 +124,8 @@ pub struct Running {
     pub token_origin: TokenOrigin,
     /// Store kind (`sqlite`, `postgres`).
     pub store_kind: &'static str,
+    /// This node's owner id: its leases are held under it (`<node_id>.<claim>`).
+    pub node_id: String,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -168,8 +171,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let (blobs, blob_routes) = crate::blobs::open_with_router(&config, &public_base)?;
+    let outbound = Outbound::new(url_policy.clone(), config.resolve.clone());
     let jobs = Arc::new(JobService::new(
         store.clone(),
+        &outbound,
         blobs,
         config.blobs.offload_threshold_bytes,
         work_ready.clone(),
@@ -189,9 +194,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         Engine::new(
             store.clone(),
             config.delivery.clone(),
-            url_policy.clone(),
+            &outbound,
             work_ready.clone(),
-            owner,
+            owner.clone(),
             jobs.authenticator(),
         )
     });
@@ -235,6 +240,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         admin_token,
         token_origin,
         store_kind,
+        node_id: owner,
         stop,
         task,
     })

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// The database is unreachable or overloaded; the caller may retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a value it cannot hold (a NUL character in text, a number out of range). Input
+    /// is checked before it reaches the store, so this is a gap in that checking, reported as bad input.
+    #[error("value refused by the database: {0}")]
+    Invalid(String),
     /// Anything else: a failed query, a malformed stored value.
     #[error("store error: {0}")]
     Internal(String),

@@ -16,6 +16,7 @@ mod jobs_model;
 pub mod model;
 pub mod postgres;
 pub mod query;
+mod sql;
 pub mod sqlite;
 mod store;
 

@@ -188,6 +188,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Record attempts and move their deliveries on, in one commit.
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()>;
+    /// Give back every lease held by exactly `owner`, due at `now_ms`; returns how many. A node calls this
+    /// with the owner id of a claim whose answer it never got: that claim may have committed.
+    async fn release_owner(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
     /// Give back leased deliveries that were never attempted (shutdown), due at `now_ms`.
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()>;
     /// The earliest time any delivery becomes claimable: a pending or retrying one falls due, or a lease expires.

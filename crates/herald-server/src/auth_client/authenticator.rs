@@ -52,12 +52,6 @@ struct Cached {
     refresh_at: Instant,
 }
 
-impl Default for ServiceAuthenticator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl std::fmt::Debug for ServiceAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceAuthenticator")
@@ -67,11 +61,11 @@ impl std::fmt::Debug for ServiceAuthenticator {
 }
 
 impl ServiceAuthenticator {
-    /// An empty cache with its own pooled HTTPS client for token requests.
-    pub fn new() -> Self {
+    /// An empty cache whose token requests go through `outbound` (the node's URL policy).
+    pub fn new(outbound: &crate::outbound::Outbound) -> Self {
         ServiceAuthenticator {
             inner: Arc::new(Inner {
-                client: token::build_client(),
+                client: token::build_client(outbound),
                 entries: Mutex::new(HashMap::new()),
                 fetches: AtomicU64::new(0),
             }),

@@ -3,13 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::{basic_header, bearer_header, AuthError};
 
@@ -24,23 +20,16 @@ const MIN_MARGIN: Duration = Duration::from_secs(1);
 /// How long a token without `expires_in` is kept.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
 
-/// The client token requests go through.
-pub(super) type TokenClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The client token requests go through: the guarded outbound client, so a `token_url` is held to the
+/// same URL policy as every delivery.
+pub(super) type TokenClient = crate::outbound::GuardedClient;
 
-/// A pooled hyper client with rustls (ring) and the webpki roots, like the delivery client.
-pub(super) fn build_client() -> TokenClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(TOKEN_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https)
+/// A pooled client from the node's outbound layer.
+pub(super) fn build_client(outbound: &crate::outbound::Outbound) -> TokenClient {
+    outbound.client(crate::outbound::ClientOptions {
+        connect_timeout: TOKEN_TIMEOUT,
+        ..Default::default()
+    })
 }
 
 /// `token_url` as a URI, if it is http(s) with a host.
@@ -134,14 +123,13 @@ async fn exchange(
         reason,
     };
     let response = client
-        .request(request)
+        .send(request)
         .await
-        .map_err(|e| unreachable(error_chain(&e)))?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
+    let body = crate::outbound::read_capped(response.into_body(), MAX_ANSWER_BYTES)
         .await
-        .map(|c| c.to_bytes());
+        .map(|(bytes, _)| bytes);
     if !status.is_success() {
         let error = body.ok().and_then(|b| oauth_error_code(&b));
         return Err(AuthError::Status {
@@ -222,18 +210,6 @@ fn oauth_error_code(body: &[u8]) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     plausible.then(|| code.to_string())
-}
-
-/// The messages of an error and its sources, joined.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
+use herald_store::Store;
+
 use herald_core::retry::{AttemptOutcome, Decision, ErrorKind, RetryContext};
 use herald_core::signing::{signature_header, Secret};
 use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, NextState};
@@ -15,7 +17,11 @@ use super::client::{DeliveryClient, Outgoing, Sent};
 use super::limits::Limits;
 use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
+use crate::failpoint;
 use crate::random::jitter_sample;
+
+/// How long a delivery whose attempt panicked waits before it is due again.
+const AFTER_PANIC_MS: i64 = 10_000;
 
 /// What every attempt task shares.
 pub struct AttemptContext {
@@ -23,14 +29,56 @@ pub struct AttemptContext {
     pub client: DeliveryClient,
     /// Per-key bookkeeping.
     pub limits: Limits,
-    /// Where results go to be recorded.
-    pub results: mpsc::UnboundedSender<AttemptResult>,
+    /// Where results go to be recorded (bounded: a full queue makes attempts wait).
+    pub results: mpsc::Sender<AttemptResult>,
     /// Notified whenever an attempt finishes (a slot is free).
     pub slot_freed: Notify,
-    /// Lease owner.
+    /// This node's owner id; each claim leases under `<owner>.<n>`.
     pub owner: String,
     /// Service-user credentials for deliveries that carry `auth`.
     pub authenticator: ServiceAuthenticator,
+    /// The store, to give a lease back when an attempt dies.
+    pub store: Arc<dyn Store>,
+}
+
+/// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
+/// dropped while unfinished (the attempt panicked), it frees them too and gives the delivery's lease back,
+/// due shortly, so the delivery is retried instead of waiting for the lease to expire.
+struct Slot {
+    ctx: Arc<AttemptContext>,
+    dispatch_key: String,
+    delivery_id: String,
+    lease_owner: Arc<str>,
+    permit: Option<OwnedSemaphorePermit>,
+    finished: bool,
+}
+
+impl Slot {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.ctx.limits.release(&self.dispatch_key);
+        drop(self.permit.take());
+        self.ctx.slot_freed.notify_one();
+        if self.finished {
+            return;
+        }
+        tracing::error!(delivery_id = %self.delivery_id, "an attempt ended abnormally; its delivery will be retried");
+        let (store, owner) = (self.ctx.store.clone(), self.lease_owner.clone());
+        let id = self.delivery_id.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let due = now_ms() + AFTER_PANIC_MS;
+                if let Err(e) = store.release_leases(&owner, &[id], due).await {
+                    tracing::warn!(error = %e, "cannot give back the lease of a failed attempt; it will expire");
+                }
+            });
+        }
+    }
 }
 
 /// Headers of one attempt: identity, time, signature, correlation, then the endpoint's own.
@@ -70,7 +118,22 @@ fn headers(
 }
 
 /// Run one attempt to completion. Holds `permit` (global concurrency) until the result is handed over.
-pub async fn run(ctx: Arc<AttemptContext>, mut d: ClaimedDelivery, permit: OwnedSemaphorePermit) {
+/// `lease_owner` is the owner id the delivery was claimed under.
+pub async fn run(
+    ctx: Arc<AttemptContext>,
+    lease_owner: Arc<str>,
+    mut d: ClaimedDelivery,
+    permit: OwnedSemaphorePermit,
+) {
+    let slot = Slot {
+        ctx: ctx.clone(),
+        dispatch_key: d.dispatch_key.clone(),
+        delivery_id: d.id.clone(),
+        lease_owner: lease_owner.clone(),
+        permit: Some(permit),
+        finished: false,
+    };
+    failpoint::check(failpoint::points::ATTEMPT, &d.url);
     if let Some(rate) = d.rate_limit_per_s {
         if let Some(start) = ctx.limits.pace(&d.dispatch_key, rate) {
             tokio::time::sleep_until(start.into()).await;
@@ -81,21 +144,32 @@ pub async fn run(ctx: Arc<AttemptContext>, mut d: ClaimedDelivery, permit: Owned
     // The attempt owns the claimed delivery: hand its body to the request without copying it.
     let body = Bytes::from(std::mem::take(&mut d.body));
     let mut out_headers = headers(&d, started_ms / 1000, &body);
-    let auth: Option<ServiceAuth> = d.auth.as_deref().and_then(|a| serde_json::from_str(a).ok());
+    // Credentials that cannot be read or obtained stop the request: it is never sent without them.
     let mut refused = None;
+    let auth: Option<ServiceAuth> = match d.auth.as_deref().map(serde_json::from_str) {
+        None => None,
+        Some(Ok(auth)) => Some(auth),
+        Some(Err(e)) => {
+            refused = Some(format!(
+                "the stored service credentials are unreadable: {e}"
+            ));
+            None
+        }
+    };
     if let Some(auth) = &auth {
         match ctx.authenticator.authorization(auth).await {
             Ok(value) => out_headers.push((hyper::header::AUTHORIZATION, value)),
-            Err(e) => {
-                tracing::warn!(correlation_id = %d.correlation_id, delivery_id = %d.id, error = %e,
-                    "cannot get service-user credentials");
-                refused = Some(Sent {
-                    outcome: AttemptOutcome::Error(ErrorKind::Connect),
-                    response_body: Some(e.to_string()),
-                });
-            }
+            Err(e) => refused = Some(e.to_string()),
         }
     }
+    let refused = refused.map(|reason| {
+        tracing::warn!(correlation_id = %d.correlation_id, delivery_id = %d.id, error = %reason,
+            "cannot get service-user credentials");
+        Sent {
+            outcome: AttemptOutcome::Error(ErrorKind::Connect),
+            response_body: Some(reason),
+        }
+    });
     let sent = match refused {
         Some(failed) => failed,
         None => {
@@ -137,7 +211,7 @@ pub async fn run(ctx: Arc<AttemptContext>, mut d: ClaimedDelivery, permit: Owned
     log_attempt(&d, number, status_code, error.as_deref(), next);
     let result = AttemptResult {
         delivery_id: d.id.clone(),
-        owner: ctx.owner.clone(),
+        owner: lease_owner.to_string(),
         attempt: AttemptRecord {
             number,
             started_ms,
@@ -152,10 +226,8 @@ pub async fn run(ctx: Arc<AttemptContext>, mut d: ClaimedDelivery, permit: Owned
     };
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
-    let _ = ctx.results.send(result);
-    ctx.limits.release(&d.dispatch_key);
-    drop(permit);
-    ctx.slot_freed.notify_one();
+    let _ = ctx.results.send(result).await;
+    slot.finish();
 }
 
 fn log_attempt(

@@ -11,37 +11,45 @@
 
 mod attempt;
 pub mod client;
+mod dispatcher;
 mod janitor;
 mod limits;
 mod recorder;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{ClaimRequest, Store};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use herald_store::{AttemptResult, Store};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::app::now_ms;
 use crate::config::DeliveryConfig;
+use crate::outbound::Outbound;
 use attempt::AttemptContext;
 use client::DeliveryClient;
-use herald_core::url_policy::UrlPolicy;
+use dispatcher::Dispatch;
 
-/// Most deliveries claimed in one go.
-const CLAIM_BATCH: usize = 512;
-/// Free slots worth a claim while a backlog is draining.
-const MIN_CLAIM: usize = 32;
-/// Longest wait for [`MIN_CLAIM`] slots before claiming anyway.
-const CLAIM_GATHER: Duration = Duration::from_millis(2);
 /// How long shutdown waits for attempts in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Pause before a task that panicked is started again.
+const RESTART_DELAY: Duration = Duration::from_millis(200);
+
+/// Whether the engine's long-running tasks are up, and how often they had to be restarted.
+#[derive(Default)]
+struct Liveness {
+    dispatcher: AtomicBool,
+    recorder: AtomicBool,
+    restarts: AtomicU64,
+}
 
 /// Live figures of a running engine, for `/health`.
 #[derive(Clone)]
 pub struct EngineStatus {
     permits: Arc<Semaphore>,
     capacity: usize,
+    liveness: Arc<Liveness>,
 }
 
 impl EngineStatus {
@@ -53,145 +61,98 @@ impl EngineStatus {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+    /// Whether the dispatcher and the recorder are both running.
+    pub fn running(&self) -> bool {
+        self.liveness.dispatcher.load(Ordering::Acquire)
+            && self.liveness.recorder.load(Ordering::Acquire)
+    }
+    /// How many times a panicked dispatcher or recorder was restarted.
+    pub fn restarts(&self) -> u64 {
+        self.liveness.restarts.load(Ordering::Relaxed)
+    }
 }
 
 /// A configured engine, ready to [`run`](Engine::run).
 pub struct Engine {
-    store: Arc<dyn Store>,
-    config: DeliveryConfig,
-    work_ready: Arc<Notify>,
-    permits: Arc<Semaphore>,
-    context: Arc<AttemptContext>,
-    results: mpsc::UnboundedReceiver<herald_store::AttemptResult>,
+    dispatch: Arc<Dispatch>,
+    results: Arc<tokio::sync::Mutex<mpsc::Receiver<AttemptResult>>>,
+    liveness: Arc<Liveness>,
 }
 
 impl Engine {
-    /// An engine for `store` that wakes on `work_ready` and leases work as `owner`.
+    /// An engine for `store` that wakes on `work_ready` and leases work as `owner`; its requests go through
+    /// `outbound`.
     pub fn new(
         store: Arc<dyn Store>,
         config: DeliveryConfig,
-        url_policy: Arc<UrlPolicy>,
+        outbound: &Outbound,
         work_ready: Arc<Notify>,
         owner: String,
         authenticator: crate::auth_client::ServiceAuthenticator,
     ) -> Engine {
-        let (results_tx, results) = mpsc::unbounded_channel();
+        // Bounded: when results cannot be written, attempts wait with their slots held, so claiming slows
+        // down instead of results piling up in memory.
+        let (results_tx, results) = mpsc::channel(config.concurrency.max(1));
         let context = Arc::new(AttemptContext {
-            client: DeliveryClient::new(url_policy),
+            client: DeliveryClient::new(outbound),
             limits: Default::default(),
             results: results_tx,
             slot_freed: Notify::new(),
             owner,
             authenticator,
+            store: store.clone(),
         });
+        let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {
-            permits: Arc::new(Semaphore::new(config.concurrency)),
-            store,
-            config,
-            work_ready,
-            context,
-            results,
+            dispatch: Arc::new(Dispatch::new(store, config, work_ready, permits, context)),
+            results: Arc::new(tokio::sync::Mutex::new(results)),
+            liveness: Arc::default(),
         }
     }
 
     /// Handle for `/health`.
     pub fn status(&self) -> EngineStatus {
         EngineStatus {
-            permits: self.permits.clone(),
-            capacity: self.config.concurrency,
+            permits: self.dispatch.permits.clone(),
+            capacity: self.dispatch.config.concurrency,
+            liveness: self.liveness.clone(),
         }
     }
 
     /// Deliver until `shutdown` resolves, then stop claiming, let attempts in flight finish (up to 30 s) and
-    /// record their results.
+    /// record their results. A dispatcher or recorder that panics is restarted; `/health` answers 503 until
+    /// it runs again.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Engine {
-            store,
-            config,
-            work_ready,
-            permits,
-            context,
+            dispatch,
             results,
+            liveness,
         } = self;
-        let recorder = tokio::spawn(recorder::run(store.clone(), results));
-        let janitor = tokio::spawn(janitor::run(store.clone(), config.clone()));
-        tokio::pin!(shutdown);
-        let mut failures = 0u32;
-        let mut backlog = false;
-        loop {
-            if permits.available_permits() == 0 {
-                tokio::select! {
-                    _ = context.slot_freed.notified() => continue,
-                    _ = &mut shutdown => break,
-                }
-            }
-            if backlog {
-                // More work is waiting: let a few slots free up so the next claim is a batch, not one row
-                // (each claim is a transaction).
-                let gather = async {
-                    while permits.available_permits() < MIN_CLAIM.min(config.concurrency) {
-                        context.slot_freed.notified().await;
-                    }
-                };
-                let _ = tokio::time::timeout(CLAIM_GATHER, gather).await;
-            }
-            let free = permits.available_permits().min(CLAIM_BATCH);
-            let saturated = context.limits.saturated();
-            let request = ClaimRequest {
-                owner: context.owner.clone(),
-                now_ms: now_ms(),
-                lease_ms: config.lease_ms,
-                limit: free,
-                saturated,
-                default_max_in_flight: config.default_max_in_flight,
-            };
-            let claimed = match store.claim_due(&request).await {
-                Ok(claimed) => {
-                    failures = 0;
-                    claimed
-                }
-                Err(e) => {
-                    failures += 1;
-                    let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim deliveries");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => continue,
-                        _ = &mut shutdown => break,
-                    }
-                }
-            };
-            let full_batch = claimed.len() == free;
-            backlog = full_batch;
-            for delivery in claimed {
-                let permit = permits
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("a permit per claimed delivery");
-                context
-                    .limits
-                    .acquire(&delivery.dispatch_key, delivery.max_in_flight);
-                tokio::spawn(attempt::run(context.clone(), delivery, permit));
-            }
-            if full_batch {
-                continue;
-            }
-            let idle = idle_wait(store.as_ref(), config.poll_interval_ms).await;
-            tokio::select! {
-                _ = work_ready.notified() => {}
-                _ = context.slot_freed.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-                _ = &mut shutdown => break,
-            }
-        }
+        let (stop_tx, stop) = watch::channel(false);
+        let recorder = tokio::spawn(supervise_recorder(
+            dispatch.store.clone(),
+            dispatch.context.owner.clone(),
+            results,
+            liveness.clone(),
+        ));
+        let janitor = tokio::spawn(janitor::run(
+            dispatch.store.clone(),
+            dispatch.config.clone(),
+        ));
+        let dispatcher = tokio::spawn(supervise_dispatcher(dispatch.clone(), stop, liveness));
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let _ = dispatcher.await;
         janitor.abort();
-        let all = config.concurrency as u32;
-        if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
+        let all = dispatch.config.concurrency as u32;
+        if tokio::time::timeout(SHUTDOWN_GRACE, dispatch.permits.acquire_many(all))
             .await
             .is_err()
         {
             tracing::warn!("attempts still in flight at shutdown; their leases will expire and they will be retried");
         }
-        drop(context);
+        // The recorder ends once every sender (the attempt context) is gone and the queue is drained.
+        drop(dispatch);
         if tokio::time::timeout(Duration::from_secs(10), recorder)
             .await
             .is_err()
@@ -201,19 +162,51 @@ impl Engine {
     }
 }
 
-/// How long to sleep when nothing more could be claimed: until the next delivery falls due, at most the poll
-/// interval. Work that is due but could not be claimed waits for its endpoint's slots to free up instead.
-async fn idle_wait(store: &dyn Store, poll_interval_ms: u64) -> Duration {
-    let poll = Duration::from_millis(poll_interval_ms);
-    match store.next_due_ms().await {
-        Ok(Some(due)) => {
-            let wait = due - now_ms();
-            if wait > 0 {
-                poll.min(Duration::from_millis(wait as u64))
-            } else {
-                poll
-            }
+/// Whether a finished task panicked (logged), as opposed to ending normally.
+fn panicked(ended: Result<(), tokio::task::JoinError>, what: &str) -> bool {
+    match ended {
+        Ok(()) => false,
+        Err(e) if e.is_panic() => {
+            tracing::error!(task = what, "{what} panicked; restarting it");
+            true
         }
-        _ => poll,
+        Err(_) => false,
+    }
+}
+
+async fn supervise_dispatcher(
+    dispatch: Arc<Dispatch>,
+    stop: watch::Receiver<bool>,
+    liveness: Arc<Liveness>,
+) {
+    loop {
+        liveness.dispatcher.store(true, Ordering::Release);
+        let task: JoinHandle<()> = tokio::spawn(dispatch.clone().run(stop.clone()));
+        let ended = task.await;
+        liveness.dispatcher.store(false, Ordering::Release);
+        if !panicked(ended, "the dispatcher") || *stop.borrow() {
+            return;
+        }
+        liveness.restarts.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(RESTART_DELAY).await;
+    }
+}
+
+async fn supervise_recorder(
+    store: Arc<dyn Store>,
+    owner: String,
+    results: Arc<tokio::sync::Mutex<mpsc::Receiver<AttemptResult>>>,
+    liveness: Arc<Liveness>,
+) {
+    loop {
+        liveness.recorder.store(true, Ordering::Release);
+        let task = tokio::spawn(recorder::run(store.clone(), owner.clone(), results.clone()));
+        let ended = task.await;
+        liveness.recorder.store(false, Ordering::Release);
+        if !panicked(ended, "the recorder") {
+            return;
+        }
+        liveness.restarts.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(RESTART_DELAY).await;
     }
 }

@@ -1,39 +1,78 @@
 //! Writes attempt results in batches: whatever has queued up while the previous batch committed goes into the
 //! next one, so recording costs one commit per batch rather than one per delivery.
+//!
+//! No result can block the others. While the store is unavailable a batch is retried with backoff (the
+//! results wait in memory, and the bounded queue in front of the recorder makes attempts wait too). A batch
+//! the store refuses for any other reason is split in halves until the refused result stands alone; that one
+//! is written again without its response body, and if even that fails it is dropped with an error in the log:
+//! its lease then expires and the delivery is attempted again (at-least-once).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{AttemptResult, Store};
-use tokio::sync::mpsc;
+use herald_store::{AttemptResult, Store, StoreError};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::failpoint;
 
 /// Most results per commit.
 const MAX_BATCH: usize = 2048;
 
-/// Record results until every sender is gone and the queue is empty. A failed write is retried (with backoff)
-/// until it succeeds: the results stay in memory meanwhile, and if the node dies first the leases expire and
-/// the deliveries are attempted again (at-least-once).
-pub async fn run(store: Arc<dyn Store>, mut results: mpsc::UnboundedReceiver<AttemptResult>) {
+/// Record results until every sender is gone and the queue is empty.
+pub async fn run(
+    store: Arc<dyn Store>,
+    owner: String,
+    results: Arc<Mutex<mpsc::Receiver<AttemptResult>>>,
+) {
+    let mut results = results.lock().await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = results.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match results.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+    while results.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        failpoint::check(failpoint::points::RECORDER, &owner);
+        record(store.as_ref(), std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Write `batch`, however long the store is away, splitting it if the store refuses it.
+async fn record(store: &dyn Store, batch: Vec<AttemptResult>) {
+    let mut pending = vec![batch];
+    while let Some(batch) = pending.pop() {
+        match write(store, &batch).await {
+            Ok(()) => {}
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, results = batch.len(), "the store refused a batch of results; splitting it");
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                pending.push(second);
+                pending.push(first);
             }
-        }
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match store.record_attempts(batch.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, results = batch.len(), "cannot record attempts yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+            Err(e) => {
+                let mut bare = batch;
+                let result = &mut bare[0];
+                tracing::warn!(error = %e, delivery_id = %result.delivery_id,
+                    "the store refused an attempt result; writing it without the response body");
+                result.attempt.response_body = None;
+                if let Err(e) = write(store, &bare).await {
+                    tracing::error!(error = %e, delivery_id = %bare[0].delivery_id,
+                        "cannot record an attempt result; the delivery will be attempted again when its lease expires");
                 }
             }
         }
-        batch.clear();
+    }
+}
+
+/// One write, retried while the store is unavailable; any other error is returned. An error while the store
+/// does not even answer a ping counts as unavailability, whatever it said.
+async fn write(store: &dyn Store, batch: &[AttemptResult]) -> Result<(), StoreError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let error = match store.record_attempts(batch.to_vec()).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Unavailable(e)) => e,
+            Err(e) if store.ping().await.is_err() => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %error, results = batch.len(), "cannot record attempts yet; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

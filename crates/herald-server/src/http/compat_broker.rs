@@ -1,7 +1,7 @@
 //! Seed 002's broker API, served by the same endpoints and events as `/v1`:
 //! a registration is an endpoint subscribed to one event name; a trigger publishes that event.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_store::{EndpointFilter, EndpointRecord, Page};
@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::endpoints::{check_url, new_endpoint};
 use super::error::{ApiError, ApiResult};
 use super::events::{correlation_id, publish_event};
-use super::extract::{parse_json, JsonBody, QueryParams, RawBody};
+use super::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 
 /// Body of `POST /api/v0/webhooks`.
@@ -122,7 +122,7 @@ pub async fn list(
 pub async fn by_event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_name): Path<String>,
+    PathParams(event_name): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let filter = EndpointFilter {
         event_type: Some(event_name.clone()),
@@ -153,7 +153,7 @@ pub async fn by_event(
 pub async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_name): Path<String>,
+    PathParams(event_name): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

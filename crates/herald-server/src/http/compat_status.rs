@@ -1,7 +1,7 @@
 //! Seed 003's webhook status API, served by direct deliveries: `webhook_id` is `{reference_id}_{task_id}` where
 //! the task id is the delivery id; `test-webhook` queues a delivery with the seed's bounded retry policy.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::retry::RetryPolicy;
@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::deliveries::{cleanup_finished, create_direct, parse_status, DirectRequest};
 use super::error::{ApiError, ApiResult};
 use super::events::correlation_id;
-use super::extract::{parse_json, QueryParams, RawBody};
+use super::extract::{parse_json, PathParams, QueryParams, RawBody};
 use super::views::time;
 use crate::app::{now_ms, AppState};
 use crate::random;
@@ -105,7 +105,7 @@ pub async fn test_webhook(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let d = state
         .store
@@ -121,7 +121,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let d = state
         .store
@@ -157,6 +157,9 @@ impl StatusQuery {
     }
 }
 
+/// Highest page number of the offset listing: an offset scan past that is the cursor API's job.
+const MAX_PAGE: u64 = 10_000;
+
 /// `GET /webhook-statuses?reference_id=&status=&page=&page_size=` (pages count from 1).
 pub async fn list(
     State(state): State<AppState>,
@@ -164,6 +167,12 @@ pub async fn list(
     QueryParams(q): QueryParams<StatusQuery>,
 ) -> ApiResult<Json<Value>> {
     let page_no = q.page.unwrap_or(1).max(1);
+    if page_no > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_page",
+            format!("page must be at most {MAX_PAGE}; list with /v1/deliveries and its cursor to go further"),
+        ));
+    }
     let page_size = q.page_size.unwrap_or(20);
     if !(1..=250).contains(&page_size) {
         return Err(ApiError::bad_request(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::retry::RetryPolicy;
@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::endpoints::{check_headers, check_policy, check_url};
 use super::error::{ApiError, ApiResult};
 use super::events::correlation_id;
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{JsonBody, PathParams, QueryParams};
 use super::views;
 use crate::app::{now_ms, AppState};
 
@@ -128,7 +128,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state.store.get_delivery(&caller.tenant_id, &id).await?;
     let attempts = state.store.list_attempts(&caller.tenant_id, &id).await?;
@@ -203,7 +203,7 @@ pub async fn list(
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state
         .store
@@ -217,7 +217,7 @@ pub async fn retry(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let delivery = state
         .store
@@ -230,7 +230,7 @@ pub async fn cancel(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_delivery(&caller.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::event_type::validate_filter;
@@ -16,13 +16,22 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{JsonBody, PathParams, QueryParams};
 use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
 
 /// How long the previous secret keeps signing after a rotation.
 const ROTATION_OVERLAP_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Longest endpoint `description`, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Largest endpoint `metadata` object, serialized, in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Most extra headers an endpoint, route or direct delivery may set.
+pub const MAX_HEADERS: usize = 32;
+/// Longest extra header value, in bytes.
+pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
 
 /// Headers Herald sets itself; an endpoint may not override them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -70,6 +79,12 @@ pub fn check_url(state: &AppState, field: &str, url: &str) -> ApiResult<TargetUr
 
 /// Check extra headers: valid names and values, none Herald sets itself.
 pub fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::invalid(
+            "headers",
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
     for (name, value) in headers {
         let field = format!("headers.{name}");
         if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -77,6 +92,12 @@ pub fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(ApiError::invalid(field, "this header is set by Herald"));
+        }
+        if value.len() > MAX_HEADER_VALUE_BYTES {
+            return Err(ApiError::invalid(
+                field,
+                format!("header values are at most {MAX_HEADER_VALUE_BYTES} bytes"),
+            ));
         }
         if axum::http::HeaderValue::from_str(value).is_err() {
             return Err(ApiError::invalid(field, "not a valid header value"));
@@ -146,6 +167,12 @@ impl EndpointInput {
             ep.disabled = d;
         }
         if let Some(d) = self.description {
+            if d.len() > MAX_DESCRIPTION_BYTES {
+                return Err(ApiError::invalid(
+                    "description",
+                    format!("description must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+                ));
+            }
             ep.description = Some(d);
         }
         if let Some(m) = self.metadata {
@@ -153,6 +180,12 @@ impl EndpointInput {
                 return Err(ApiError::invalid(
                     "metadata",
                     "metadata must be a JSON object",
+                ));
+            }
+            if m.to_string().len() > MAX_METADATA_BYTES {
+                return Err(ApiError::invalid(
+                    "metadata",
+                    format!("metadata must be at most {MAX_METADATA_BYTES} bytes as JSON"),
                 ));
             }
             ep.metadata = m;
@@ -246,7 +279,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
     Ok(Json(views::endpoint(&ep, false)))
@@ -256,7 +289,7 @@ pub async fn get(
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
     Ok(Json(json!({ "secret": ep.secret })))
@@ -266,7 +299,7 @@ pub async fn secret(
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(input): JsonBody<EndpointInput>,
 ) -> ApiResult<Json<Value>> {
     let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
@@ -280,7 +313,7 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     state
         .store
@@ -293,7 +326,7 @@ pub async fn delete(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
     let now = now_ms();
@@ -314,7 +347,7 @@ pub struct ReplayQuery {
 pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ReplayQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let since = parse_rfc3339(&q.since)

@@ -91,6 +91,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Invalid(m) => {
+                tracing::warn!(detail = %m, "the store refused a value the API let through");
+                ApiError::bad_request("invalid_value", "a value in the request cannot be stored")
+            }
             StoreError::Internal(m) => ApiError::Internal(m),
         }
     }

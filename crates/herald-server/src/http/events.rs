@@ -1,6 +1,6 @@
 //! `/v1/events`: publish an event (fan-out to matching endpoints) and read it back.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::event_type::EventType;
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, PathParams};
 use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
@@ -129,7 +129,7 @@ pub async fn publish(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let event = state.store.get_event(&caller.tenant_id, &id).await?;
     Ok(Json(views::event(&event)))

@@ -44,10 +44,21 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Deserialize JSON, telling syntax errors (400) from shape errors (422 with the field's path).
+/// Fields that hold the client's own JSON, stored as JSON text: a NUL escape inside them is kept as written.
+const FREE_FORM_FIELDS: &[&str] = &["payload", "metadata", "progress", "result", "error", "data"];
+
+/// Deserialize JSON, telling syntax errors (400) from shape errors (422 with the field's path). A NUL
+/// character in any string outside the free-form fields is refused (422): no store can keep it in text.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
+    }
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(field) = nul_field(&value, "") {
+                return Err(ApiError::invalid(field, "must not contain NUL characters"));
+            }
+        }
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
@@ -67,6 +78,39 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// The dotted path of the first string (or object key) holding a NUL, outside the free-form fields.
+fn nul_field(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+            "body".into()
+        } else {
+            path.into()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_field(v, &join(&i.to_string()))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\u0000")))
+            } else if FREE_FORM_FIELDS.contains(&k.as_str()) {
+                None
+            } else {
+                nul_field(v, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// serde reports a missing field at the parent's path; take the name from the message instead.
 fn missing_field(message: &str) -> String {
     message
@@ -82,6 +126,42 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// Path parameters deserialized into `T`; a segment that is not valid UTF-8 or does not fit answers 400 (as
+/// JSON, like every other error).
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParams(p.0))
+            .map_err(|e| {
+                ApiError::bad_request("invalid_path", format!("invalid path: {}", e.body_text()))
+            })
+    }
+}
+
+/// Middleware: refuse a request whose path or query encodes a NUL character (`%00`), which no id, name or
+/// filter may contain and no store can hold in text.
+pub async fn refuse_nul(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let has_nul = target
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0');
+    if has_nul {
+        return ApiError::bad_request(
+            "invalid_request",
+            "the path and query must not contain NUL characters (%00)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A query string deserialized into `T`; bad values answer 400.
@@ -120,6 +200,32 @@ mod tests {
     struct Body {
         url: String,
         timeout_ms: Option<u32>,
+    }
+
+    #[test]
+    fn nul_characters_are_refused_outside_free_form_fields() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Input {
+            description: Option<String>,
+            tags: Option<Vec<String>>,
+            payload: Option<serde_json::Value>,
+        }
+        let field = |body: &str| match parse_json::<Input>(body.as_bytes()) {
+            Err(ApiError::Validation { field, .. }) => Some(field),
+            Ok(_) => None,
+            Err(other) => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            field(r#"{"description": "a\u0000b"}"#).as_deref(),
+            Some("description")
+        );
+        assert_eq!(
+            field(r#"{"tags": ["ok", "\u0000"]}"#).as_deref(),
+            Some("tags.1")
+        );
+        assert_eq!(field(r#"{"payload": {"x": "\u0000"}}"#), None);
+        assert_eq!(field(r#"{"description": "\\u0000 is fine escaped"}"#), None);
     }
 
     #[test]

@@ -12,19 +12,28 @@ pub async fn liveness() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /health`: 200 when the store answers, 503 otherwise.
+/// `GET /health`: 200 when the store answers and (on a delivering node) the engine runs, 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store_kind = state.store.kind();
     let stats = state.store.stats(now_ms()).await;
-    let workers = state
-        .engine
-        .as_ref()
-        .map(|e| json!({ "in_flight": e.in_flight(), "capacity": e.capacity() }));
+    let workers = state.engine.as_ref().map(|e| {
+        json!({
+            "running": e.running(),
+            "restarts": e.restarts(),
+            "in_flight": e.in_flight(),
+            "capacity": e.capacity(),
+        })
+    });
+    let engine_down = state.engine.as_ref().is_some_and(|e| !e.running());
     match stats {
         Ok(stats) => (
-            StatusCode::OK,
+            if engine_down {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            },
             Json(json!({
-                "status": "ok",
+                "status": if engine_down { "degraded" } else { "ok" },
                 "store": { "kind": store_kind, "reachable": true },
                 "queue": stats,
                 "workers": workers,

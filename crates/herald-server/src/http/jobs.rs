@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
 use herald_store::{JobRecord, RouteKind};
@@ -14,9 +14,9 @@ use super::auth::Caller;
 use super::endpoints::check_url;
 use super::error::{ApiError, ApiResult};
 use super::events::correlation_id;
-use super::extract::{JsonBody, QueryParams, RawBody};
+use super::extract::{JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
-use crate::jobs::upstream::{forwardable, UpstreamRequest};
+use crate::jobs::upstream::{forwardable, upstream_url, UpstreamRequest};
 use crate::jobs::NewJob;
 
 /// Default long-poll wait.
@@ -144,7 +144,7 @@ pub struct WaitQuery {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<WaitQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let job = match q.wait {
@@ -174,7 +174,7 @@ pub struct ProgressInput {
 pub async fn progress(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(input): JsonBody<ProgressInput>,
 ) -> ApiResult<Json<Value>> {
     let job = state
@@ -196,7 +196,7 @@ pub struct CompleteInput {
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(input): JsonBody<CompleteInput>,
 ) -> ApiResult<Json<Value>> {
     let outcome = match (input.result, input.error) {
@@ -218,7 +218,7 @@ pub async fn complete(
 pub async fn gateway(
     State(state): State<AppState>,
     caller: Caller,
-    Path(params): Path<Vec<(String, String)>>,
+    PathParams(params): PathParams<Vec<(String, String)>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -229,11 +229,8 @@ pub async fn gateway(
         .find(|(k, _)| k == "route")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let rest = params
-        .iter()
-        .find(|(k, _)| k == "rest")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    // The rest of the path as sent (still percent-encoded), so that encoded slashes and dots can be seen.
+    let raw_rest = uri.path().splitn(4, '/').nth(3).unwrap_or("");
     let callback = callback_header(&headers)?.ok_or_else(|| {
         ApiError::bad_request(
             "missing_callback_url",
@@ -254,15 +251,8 @@ pub async fn gateway(
             ),
         ));
     }
-    let mut url = route.url.trim_end_matches('/').to_string();
-    if !rest.is_empty() {
-        url.push('/');
-        url.push_str(rest);
-    }
-    if let Some(query) = uri.query() {
-        url.push('?');
-        url.push_str(query);
-    }
+    let url = upstream_url(&route.url, raw_rest, uri.query())
+        .map_err(|m| ApiError::invalid("path", m))?;
     let payload = serde_json::from_slice::<Value>(&body)
         .ok()
         .map(|v| v.to_string());

@@ -45,6 +45,7 @@ pub fn router(state: AppState, blobs: Option<Router>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_payload_bytes))
+        .layer(axum::middleware::from_fn(extract::refuse_nul))
         .with_state(state);
     match blobs {
         Some(blobs) => app.merge(blobs),

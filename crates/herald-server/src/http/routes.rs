@@ -1,6 +1,6 @@
 //! `/v1/routes`: where jobs' work goes (`proxy` to an upstream, or `notify` a worker).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use herald_core::retry::RetryPolicy;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::endpoints::{check_policy, check_url};
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, PathParams};
 use super::views::time;
 use crate::app::{now_ms, AppState};
 use crate::auth_client::ServiceAuth;
@@ -123,7 +123,7 @@ pub fn route_record(
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(input): JsonBody<RouteInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let existing = match state.store.get_route(&caller.tenant_id, &name).await {
@@ -145,7 +145,7 @@ pub async fn put(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(view(
         &state.store.get_route(&caller.tenant_id, &name).await?,
@@ -157,7 +157,7 @@ pub async fn get(
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(
         json!({"secret": state.store.get_route(&caller.tenant_id, &name).await?.secret}),
@@ -176,7 +176,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_route(&caller.tenant_id, &name).await?;
     Ok(StatusCode::NO_CONTENT)

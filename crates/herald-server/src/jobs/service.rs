@@ -72,9 +72,11 @@ fn route_policy(route: Option<&RouteRecord>) -> RetryPolicy {
 }
 
 impl JobService {
-    /// A job service over `store`, offloading results larger than `offload_threshold` bytes to `blobs`.
+    /// A job service over `store`, offloading results larger than `offload_threshold` bytes to `blobs`; its
+    /// upstream calls and token fetches go through `outbound`.
     pub fn new(
         store: Arc<dyn Store>,
+        outbound: &crate::outbound::Outbound,
         blobs: Arc<dyn BlobStore>,
         offload_threshold: usize,
         work_ready: Arc<Notify>,
@@ -84,8 +86,8 @@ impl JobService {
         JobService {
             store,
             waiters: Waiters::default(),
-            upstream: UpstreamClient::default(),
-            authenticator: ServiceAuthenticator::new(),
+            upstream: UpstreamClient::new(outbound),
+            authenticator: ServiceAuthenticator::new(outbound),
             blobs,
             offload_threshold,
             work_ready,
@@ -355,10 +357,21 @@ impl JobService {
         {
             extra.push((HeaderName::from_static("callback-url"), v));
         }
-        let auth: Option<ServiceAuth> = route
+        let auth: Option<Result<ServiceAuth, _>> = route
             .auth
             .as_deref()
-            .and_then(|a| serde_json::from_str(a).ok());
+            .map(serde_json::from_str::<ServiceAuth>);
+        let auth = match auth {
+            None => None,
+            Some(Ok(auth)) => Some(auth),
+            Some(Err(e)) => {
+                let error = json!({"kind": "auth", "message": format!("the route's service credentials are unreadable: {e}")});
+                if let Err(e) = self.complete(&job.tenant_id, &job.id, Err(error)).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot record the proxy outcome");
+                }
+                return;
+            }
+        };
         let outcome = match &auth {
             Some(auth) => match self.authenticator.authorization(auth).await {
                 Ok(value) => {

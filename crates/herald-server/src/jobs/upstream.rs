@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+
+use herald_core::url_policy::TargetUrl;
+
+use crate::outbound::{read_capped, ClientOptions, GuardedClient, Outbound, OutboundError};
 
 /// Largest upstream answer kept (bigger results are offloaded to the blob store, not refused).
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -49,23 +49,16 @@ pub struct UpstreamRequest {
 /// How the upstream call ended: the job succeeds with `Ok` (a 2xx) and fails with `Err`, both as JSON.
 pub type UpstreamOutcome = Result<Value, Value>;
 
-/// Client for upstream calls (any method, full response body).
+/// Client for upstream calls (any method, full response body), from the node's guarded outbound layer.
 pub struct UpstreamClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: GuardedClient,
 }
 
-impl Default for UpstreamClient {
-    fn default() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+impl UpstreamClient {
+    /// A client whose calls are held to `outbound`'s URL policy.
+    pub fn new(outbound: &Outbound) -> UpstreamClient {
         UpstreamClient {
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http: outbound.client(ClientOptions::default()),
         }
     }
 }
@@ -79,6 +72,43 @@ pub fn forwardable(incoming: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// The upstream URL for a gateway call: the route's URL, the rest of the request path as sent (still
+/// percent-encoded), and the query. The rest can never leave the route's base path: dot segments (plain or
+/// encoded), encoded slashes and backslashes are refused, and the normalized result must still lie under
+/// the base.
+pub fn upstream_url(base: &str, raw_rest: &str, query: Option<&str>) -> Result<String, String> {
+    for segment in raw_rest.split('/') {
+        let lower = segment.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+            return Err("the path must not contain encoded slashes or backslashes".into());
+        }
+        let dots = lower.replace("%2e", ".");
+        if dots == "." || dots == ".." {
+            return Err("the path must not contain . or .. segments".into());
+        }
+    }
+    let mut url = base.trim_end_matches('/').to_string();
+    if !raw_rest.is_empty() {
+        url.push('/');
+        url.push_str(raw_rest);
+    }
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    let parsed = TargetUrl::parse(&url).map_err(|e| e.to_string())?;
+    let base_path = TargetUrl::parse(base).map_err(|e| e.to_string())?;
+    let base_path = base_path.as_url().path().trim_end_matches('/');
+    let path = parsed.as_url().path();
+    let inside = path == base_path
+        || path.starts_with(&format!("{base_path}/"))
+        || (base_path.is_empty() && path.starts_with('/'));
+    if !inside {
+        return Err("the path leaves the route's base path".into());
+    }
+    Ok(url)
 }
 
 fn body_value(bytes: &[u8]) -> Value {
@@ -105,11 +135,10 @@ impl UpstreamClient {
             .body(Full::new(req.body))
             .map_err(|e| json!({"kind": "invalid_request", "message": e.to_string()}))?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| json!({"kind": "connect", "message": format!("cannot reach the upstream: {e}")}))?;
+            let response = self.http.send(request).await.map_err(|e| match e {
+                OutboundError::Blocked(m) => json!({"kind": "blocked", "message": format!("the upstream is not allowed: {m}")}),
+                e => json!({"kind": "connect", "message": format!("cannot reach the upstream: {e}")}),
+            })?;
             let status = response.status().as_u16();
             let headers: serde_json::Map<String, Value> = response
                 .headers()
@@ -120,11 +149,14 @@ impl UpstreamClient {
                         .map(|v| (k.to_string(), Value::String(v.to_string())))
                 })
                 .collect();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
+            let (body, truncated) = read_capped(response.into_body(), MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|e| json!({"kind": "invalid_response", "message": e.to_string()}))?
-                .to_bytes();
+                .map_err(|e| json!({"kind": "invalid_response", "message": e.to_string()}))?;
+            if truncated {
+                return Err(
+                    json!({"kind": "too_large", "message": format!("the upstream answered more than {MAX_RESPONSE_BYTES} bytes")}),
+                );
+            }
             Ok::<_, Value>((status, headers, body))
         };
         let timeout_ms = timeout.as_millis() as u64;
@@ -146,6 +178,34 @@ impl UpstreamClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_of_the_path_stays_under_the_route() {
+        let base = "http://up.example/api/v1";
+        assert_eq!(
+            upstream_url(base, "orders/7", Some("a=1")).unwrap(),
+            "http://up.example/api/v1/orders/7?a=1"
+        );
+        assert_eq!(upstream_url(base, "", None).unwrap(), base);
+        assert_eq!(
+            upstream_url("http://up.example/", "x%20y", None).unwrap(),
+            "http://up.example/x%20y"
+        );
+        for hostile in [
+            "..",
+            "../admin",
+            "a/../../admin",
+            "%2e%2e/admin",
+            ".%2E/admin",
+            "a%2fb",
+            "a%2F..%2Fadmin",
+            "a%5c..",
+            "a\\..\\b",
+            "./x",
+        ] {
+            assert!(upstream_url(base, hostile, None).is_err(), "{hostile}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_and_credentials_stay_behind() {

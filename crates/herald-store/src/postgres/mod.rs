@@ -78,6 +78,9 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         if class == "08" || class == "57" || class == "53" {
             return StoreError::Unavailable(db.message().to_string());
         }
+        if class == "22" {
+            return StoreError::Invalid(format!("{}: {}", code.code(), db.message()));
+        }
         return StoreError::Internal(format!("{}: {}", code.code(), db.message()));
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {

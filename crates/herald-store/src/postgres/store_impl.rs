@@ -323,6 +323,17 @@ impl Store for PostgresStore {
         self.timed(claims::record_attempts(self, &results)).await
     }
 
+    async fn release_owner(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {
+        self.timed(async {
+            self.client()
+                .await?
+                .execute(crate::sql::RELEASE_OWNER, &[&now_ms, &owner])
+                .await
+                .map_err(super::pg_error)
+        })
+        .await
+    }
+
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
         self.timed(async {
             claims::release_leases(&self.client().await?, owner, ids, now_ms).await

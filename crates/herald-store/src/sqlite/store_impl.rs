@@ -325,6 +325,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release_owner(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {
+        let owner = owner.to_string();
+        self.writer
+            .write_atomic(move |ctx| {
+                let released = ctx
+                    .conn
+                    .prepare_cached(crate::sql::RELEASE_OWNER)?
+                    .execute(rusqlite::params![now_ms, owner])?;
+                Ok(released as u64)
+            })
+            .await
+    }
+
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
         let (owner, ids) = (owner.to_string(), ids.to_vec());
         self.writer

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_server::auth_client::{AuthError, ServiceAuth, ServiceAuthenticator};
+use herald_server::outbound::Outbound;
 use serde_json::{json, Value};
 
 const CLIENT_ID: &str = "herald-client";
@@ -30,7 +31,7 @@ struct TokenServer {
 
 async fn start_token_server(expires_in: u64) -> (String, Arc<TokenServer>) {
     // Herald's own Basic encoding of the form-encoded credentials.
-    let expected_basic = ServiceAuthenticator::new()
+    let expected_basic = ServiceAuthenticator::new(&Outbound::permissive())
         .authorization(&ServiceAuth::Basic {
             username: "herald-client".into(),
             password: "s3cr3t%2B%2F%3D+%26x".into(),
@@ -141,7 +142,7 @@ async fn fetches_caches_and_refetches_after_invalidate() {
     let (url, server) = start_token_server(3600).await;
     let auth = oauth(&url, CLIENT_SECRET);
     auth.validate().unwrap();
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
 
     let first = authn.authorization(&auth).await.unwrap();
     assert_eq!(first, "Bearer tok-1");
@@ -181,7 +182,7 @@ async fn fetches_caches_and_refetches_after_invalidate() {
 async fn concurrent_callers_share_one_fetch() {
     let (url, server) = start_token_server(3600).await;
     let auth = oauth(&url, CLIENT_SECRET);
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let authn = authn.clone();
@@ -199,7 +200,7 @@ async fn concurrent_callers_share_one_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_is_an_error_with_the_status() {
     let (url, server) = start_token_server(3600).await;
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
     let err = authn
         .authorization(&oauth(&url, "wrong"))
         .await
@@ -221,7 +222,7 @@ async fn wrong_secret_is_an_error_with_the_status() {
 async fn short_lived_token_is_refetched() {
     let (url, server) = start_token_server(1).await;
     let auth = oauth(&url, CLIENT_SECRET);
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
     assert_eq!(authn.authorization(&auth).await.unwrap(), "Bearer tok-1");
     assert_eq!(authn.authorization(&auth).await.unwrap(), "Bearer tok-2");
     assert_eq!(server.requests.load(Ordering::SeqCst), 2);
@@ -232,7 +233,7 @@ async fn unreachable_token_endpoint() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
     let err = authn
         .authorization(&oauth(&format!("http://{addr}/token"), CLIENT_SECRET))
         .await
@@ -242,7 +243,7 @@ async fn unreachable_token_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_credentials_need_no_fetch() {
-    let authn = ServiceAuthenticator::new();
+    let authn = ServiceAuthenticator::new(&Outbound::permissive());
     let basic = ServiceAuth::Basic {
         username: "u".into(),
         password: "p".into(),
