@@ -1,5 +1,32 @@
 //! SQL text both stores run as written. Parameters are `$1`, `$2`, …: PostgreSQL's positional form, which
-//! SQLite reads as named parameters numbered in order of appearance, so one text serves both.
+//! SQLite reads as named parameters numbered in order of first appearance. So that one text means the same
+//! to both, every text here introduces its parameters in ascending order (a test checks it).
+
+/// Columns of an endpoint record, in the order both stores read them.
+pub const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret, previous_secret, \
+    previous_secret_expires_ms, headers, retry_policy, timeout_ms, rate_limit_per_s, max_in_flight, disabled, \
+    description, metadata, created_ms, updated_ms";
+
+/// Columns of a delivery record, in the order both stores read them.
+pub const DELIVERY_COLUMNS: &str =
+    "id, tenant_id, event_id, endpoint_id, url, status, attempt_count, due_ms, \
+    last_status_code, last_error, correlation_id, reference_id, created_ms, updated_ms";
+
+/// Columns of an event record, in the order both stores read them.
+pub const EVENT_COLUMNS: &str =
+    "id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms";
+
+/// Columns of an attempt record, in the order both stores read them.
+pub const ATTEMPT_COLUMNS: &str =
+    "number, started_ms, duration_ms, status_code, error, response_body";
+
+/// Columns of a job record, in the order both stores read them.
+pub const JOB_COLUMNS: &str = "id, tenant_id, route, status, progress, payload, result, error, result_blob, \
+    webhook_url, progress_reports, correlation_id, waiter_until_ms, deadline_ms, created_ms, updated_ms";
+
+/// Columns of a route record, in the order both stores read them.
+pub const ROUTE_COLUMNS: &str =
+    "tenant_id, name, kind, url, timeout_ms, secret, auth, retry_policy, created_ms, updated_ms";
 
 /// Give back every lease held by exactly `$2`, due at `$1`: the rows go back to `pending` (never attempted)
 /// or `retrying`.
@@ -7,3 +34,62 @@ pub const RELEASE_OWNER: &str = "UPDATE deliveries SET \
     status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
     due_ms = $1, lease_owner = NULL, updated_ms = $1 \
     WHERE status = 'in_progress' AND lease_owner = $2";
+
+/// Operator cancel at `$1` of delivery `$2` of tenant `$3`, only while it is unfinished: a result recorded
+/// meanwhile (`delivered`, `failed`) is never overwritten.
+pub const CANCEL_DELIVERY: &str = "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, \
+    lease_owner = NULL, updated_ms = $1 \
+    WHERE id = $2 AND tenant_id = $3 AND status IN ('pending', 'retrying', 'in_progress')";
+
+/// Operator retry, due at `$1` with a fresh retry cycle, of delivery `$2` of tenant `$3`, unless an attempt is
+/// in flight.
+pub const RETRY_DELIVERY: &str = "UPDATE deliveries SET status = 'pending', due_ms = $1, \
+    lease_owner = NULL, count_4xx = 0, cycle_base = attempt_count, cycle_started_ms = $1, updated_ms = $1 \
+    WHERE id = $2 AND tenant_id = $3 AND status <> 'in_progress'";
+
+/// The mutable fields (`$1`…`$11`) of endpoint `$12` of tenant `$13`, secrets excepted: a rotation committed meanwhile is
+/// never undone by an update made from an older read.
+pub const UPDATE_ENDPOINT: &str = "UPDATE endpoints SET url = $1, event_types = $2, headers = $3, \
+    retry_policy = $4, timeout_ms = $5, rate_limit_per_s = $6, max_in_flight = $7, disabled = $8, \
+    description = $9, metadata = $10, updated_ms = $11 WHERE id = $12 AND tenant_id = $13";
+
+/// Replace the signing secret with `$1` at `$2`, of endpoint `$3` of tenant `$4`; the previous one is kept.
+pub const SET_ENDPOINT_SECRET: &str = "UPDATE endpoints SET secret = $1, updated_ms = $2 \
+    WHERE id = $3 AND tenant_id = $4";
+
+/// Rotate: the current secret becomes the previous one (signing until `$1`) and `$2` the current one, at
+/// `$3`, of endpoint `$4` of tenant `$5`, in one statement so two rotations cannot lose a secret.
+pub const ROTATE_ENDPOINT_SECRET: &str = "UPDATE endpoints SET previous_secret = secret, \
+    previous_secret_expires_ms = $1, secret = $2, updated_ms = $3 WHERE id = $4 AND tenant_id = $5";
+
+#[cfg(test)]
+mod tests {
+    /// Every shared text, for the parameter-order check.
+    const ALL: &[&str] = &[
+        super::RELEASE_OWNER,
+        super::CANCEL_DELIVERY,
+        super::RETRY_DELIVERY,
+        super::UPDATE_ENDPOINT,
+        super::SET_ENDPOINT_SECRET,
+        super::ROTATE_ENDPOINT_SECRET,
+    ];
+
+    #[test]
+    fn parameters_first_appear_in_ascending_order() {
+        for text in ALL {
+            let mut highest = 0u32;
+            let mut rest = *text;
+            while let Some(at) = rest.find('$') {
+                rest = &rest[at + 1..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let n: u32 = digits.parse().expect("a parameter number after $");
+                assert!(
+                    n <= highest + 1,
+                    "${n} comes before ${} in {text}",
+                    highest + 1
+                );
+                highest = highest.max(n);
+            }
+        }
+    }
+}

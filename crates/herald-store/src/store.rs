@@ -60,8 +60,19 @@ pub trait Store: Send + Sync + 'static {
         filter: &EndpointFilter,
         page: &Page,
     ) -> StoreResult<Listing<EndpointRecord>>;
-    /// Replace an endpoint's mutable fields (matched by tenant and id).
+    /// Replace an endpoint's mutable fields (matched by tenant and id), its secrets excepted: a rotation
+    /// committed since `endpoint` was read is kept.
     async fn update_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()>;
+    /// Set an endpoint's signing secret. With `previous_until`, rotate: the current secret becomes the
+    /// previous one, still signing until then, in the same statement. Returns the endpoint as it now stands.
+    async fn set_endpoint_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<EndpointRecord>;
     /// Delete an endpoint and cancel its unfinished deliveries.
     async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()>;
     /// Create new deliveries to one endpoint for the matching events published since `since_ms`; returns how many.

@@ -21,7 +21,7 @@ use crate::failpoint;
 use crate::random::jitter_sample;
 
 /// How long a delivery whose attempt panicked waits before it is due again.
-const AFTER_PANIC_MS: i64 = 10_000;
+const AFTER_PANIC_MS: i64 = 2_000;
 
 /// What every attempt task shares.
 pub struct AttemptContext {

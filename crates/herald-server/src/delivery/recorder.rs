@@ -26,8 +26,11 @@ pub async fn run(
 ) {
     let mut results = results.lock().await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while results.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
         failpoint::check(failpoint::points::RECORDER, &owner);
+        if results.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
         record(store.as_ref(), std::mem::take(&mut batch)).await;
     }
 }

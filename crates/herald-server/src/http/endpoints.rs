@@ -114,7 +114,10 @@ pub fn check_policy(policy: &RetryPolicy) -> ApiResult<()> {
 }
 
 impl EndpointInput {
-    fn apply(self, state: &AppState, ep: &mut EndpointRecord) -> ApiResult<()> {
+    /// Check the fields and apply them to `ep`; a new `secret` is set on `ep` and also returned, so that an
+    /// update can write it with [`herald_store::Store::set_endpoint_secret`].
+    fn apply(self, state: &AppState, ep: &mut EndpointRecord) -> ApiResult<Option<String>> {
+        let mut new_secret = None;
         if let Some(url) = self.url {
             ep.url = check_url(state, "url", &url)?.into_string();
         }
@@ -126,7 +129,8 @@ impl EndpointInput {
         }
         if let Some(secret) = self.secret {
             Secret::parse(&secret).map_err(|e| ApiError::invalid("secret", e.to_string()))?;
-            ep.secret = secret;
+            ep.secret = secret.clone();
+            new_secret = Some(secret);
         }
         if let Some(headers) = self.headers {
             check_headers(&headers)?;
@@ -190,7 +194,7 @@ impl EndpointInput {
             }
             ep.metadata = m;
         }
-        Ok(())
+        Ok(new_secret)
     }
 }
 
@@ -303,9 +307,15 @@ pub async fn patch(
     JsonBody(input): JsonBody<EndpointInput>,
 ) -> ApiResult<Json<Value>> {
     let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
-    input.apply(&state, &mut ep)?;
+    let new_secret = input.apply(&state, &mut ep)?;
     ep.updated_ms = now_ms();
     state.store.update_endpoint(&ep).await?;
+    if let Some(secret) = new_secret {
+        ep = state
+            .store
+            .set_endpoint_secret(&caller.tenant_id, &id, &secret, None, ep.updated_ms)
+            .await?;
+    }
     Ok(Json(views::endpoint(&ep, false)))
 }
 
@@ -328,12 +338,17 @@ pub async fn rotate_secret(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
     let now = now_ms();
-    ep.previous_secret = Some(std::mem::replace(&mut ep.secret, random::signing_secret()));
-    ep.previous_secret_expires_ms = Some(now + ROTATION_OVERLAP_MS);
-    ep.updated_ms = now;
-    state.store.update_endpoint(&ep).await?;
+    let ep = state
+        .store
+        .set_endpoint_secret(
+            &caller.tenant_id,
+            &id,
+            &random::signing_secret(),
+            Some(now + ROTATION_OVERLAP_MS),
+            now,
+        )
+        .await?;
     Ok(Json(views::endpoint(&ep, true)))
 }
 

@@ -154,7 +154,12 @@ impl JobService {
             progress_reports: new.progress_reports,
             correlation_id: new.correlation_id,
             waiter_until_ms: new.wait.map(|w| now + w.as_millis() as i64),
-            deadline_ms: None,
+            // A proxy call's deadline is in the commit that creates the job: if this node dies before the
+            // call starts, the sweeper still fails the job as interrupted and the callback hears of it.
+            deadline_ms: new
+                .upstream
+                .is_some()
+                .then(|| now + i64::from(new.route.timeout_ms) + PROXY_GRACE_MS),
             created_ms: now,
             updated_ms: now,
         };

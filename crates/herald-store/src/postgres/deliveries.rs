@@ -9,7 +9,8 @@ use super::rows;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{AttemptRecord, DeliveryRecord, EventRecord};
 use crate::query::{DeliveryFilter, Listing, Page};
-use crate::sqlite::rows::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS};
+use crate::sql;
+use crate::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS};
 
 pub async fn get_event(
     c: &impl GenericClient,
@@ -166,20 +167,17 @@ pub async fn retry_delivery(
     id: &str,
     now_ms: i64,
 ) -> StoreResult<DeliveryRecord> {
-    let current = get_delivery(c, tenant_id, id).await?;
-    if !current.status.retryable_by_operator() {
+    let changed = c
+        .execute(sql::RETRY_DELIVERY, &[&now_ms, &id, &tenant_id])
+        .await
+        .map_err(pg_error)?;
+    if changed == 0 {
+        let current = get_delivery(c, tenant_id, id).await?;
         return Err(StoreError::Conflict(format!(
             "delivery is {}; it can be retried once the attempt in flight ends",
             current.status.as_str()
         )));
     }
-    c.execute(
-        "UPDATE deliveries SET status = 'pending', due_ms = $2, lease_owner = NULL, count_4xx = 0, \
-         cycle_base = attempt_count, cycle_started_ms = $2, updated_ms = $2 WHERE id = $1 AND status <> 'in_progress'",
-        &[&id, &now_ms],
-    )
-    .await
-    .map_err(pg_error)?;
     notify_work(c).await?;
     get_delivery(c, tenant_id, id).await
 }
@@ -190,19 +188,17 @@ pub async fn cancel_delivery(
     id: &str,
     now_ms: i64,
 ) -> StoreResult<DeliveryRecord> {
-    let current = get_delivery(c, tenant_id, id).await?;
-    if !current.status.cancellable() {
+    let changed = c
+        .execute(sql::CANCEL_DELIVERY, &[&now_ms, &id, &tenant_id])
+        .await
+        .map_err(pg_error)?;
+    if changed == 0 {
+        let current = get_delivery(c, tenant_id, id).await?;
         return Err(StoreError::Conflict(format!(
             "delivery is already {}; only unfinished deliveries can be cancelled",
             current.status.as_str()
         )));
     }
-    c.execute(
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, updated_ms = $2 WHERE id = $1",
-        &[&id, &now_ms],
-    )
-    .await
-    .map_err(pg_error)?;
     get_delivery(c, tenant_id, id).await
 }
 

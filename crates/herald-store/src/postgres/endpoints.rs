@@ -8,7 +8,7 @@ use super::{pg_error, WORK_CHANNEL};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{EndpointRecord, TenantRecord};
 use crate::query::{EndpointFilter, Listing, Page};
-use crate::sqlite::rows::ENDPOINT_COLUMNS;
+use crate::sql::ENDPOINT_COLUMNS;
 
 pub async fn create_tenant(
     c: &impl GenericClient,
@@ -170,18 +170,10 @@ pub async fn list_endpoints(
 pub async fn update_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> StoreResult<()> {
     let changed = c
         .execute(
-            "UPDATE endpoints SET url = $3, event_types = $4, secret = $5, previous_secret = $6, \
-             previous_secret_expires_ms = $7, headers = $8, retry_policy = $9, timeout_ms = $10, \
-             rate_limit_per_s = $11, max_in_flight = $12, disabled = $13, description = $14, metadata = $15, \
-             updated_ms = $16 WHERE id = $1 AND tenant_id = $2",
+            crate::sql::UPDATE_ENDPOINT,
             &[
-                &ep.id,
-                &ep.tenant_id,
                 &ep.url,
                 &json(&ep.event_types),
-                &ep.secret,
-                &ep.previous_secret,
-                &ep.previous_secret_expires_ms,
                 &json(&ep.headers),
                 &json(&ep.retry_policy),
                 &i64::from(ep.timeout_ms),
@@ -191,6 +183,8 @@ pub async fn update_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> Sto
                 &ep.description,
                 &json(&ep.metadata),
                 &ep.updated_ms,
+                &ep.id,
+                &ep.tenant_id,
             ],
         )
         .await
@@ -212,6 +206,37 @@ pub async fn update_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> Sto
         }
     }
     Ok(())
+}
+
+/// Replace (or, with `previous_until`, rotate) an endpoint's signing secret.
+pub async fn set_endpoint_secret(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    id: &str,
+    secret: &str,
+    previous_until: Option<i64>,
+    now_ms: i64,
+) -> StoreResult<EndpointRecord> {
+    let changed = match previous_until {
+        Some(until) => c
+            .execute(
+                crate::sql::ROTATE_ENDPOINT_SECRET,
+                &[&until, &secret, &now_ms, &id, &tenant_id],
+            )
+            .await
+            .map_err(pg_error)?,
+        None => c
+            .execute(
+                crate::sql::SET_ENDPOINT_SECRET,
+                &[&secret, &now_ms, &id, &tenant_id],
+            )
+            .await
+            .map_err(pg_error)?,
+    };
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    get_endpoint(c, tenant_id, id).await
 }
 
 pub async fn delete_endpoint(

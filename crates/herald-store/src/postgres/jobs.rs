@@ -13,7 +13,7 @@ use super::{pg_error, PostgresStore};
 use crate::error::{StoreError, StoreResult};
 use crate::jobs_model::*;
 use crate::model::NewDirectDelivery;
-use crate::sqlite::jobs::{JOB_COLUMNS, ROUTE_COLUMNS};
+use crate::sql::{JOB_COLUMNS, ROUTE_COLUMNS};
 
 fn job(row: &Row) -> StoreResult<JobRecord> {
     let status: String = get(row, 3)?;

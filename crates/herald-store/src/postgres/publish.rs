@@ -10,7 +10,7 @@ use super::rows;
 use super::{pg_error, IdSource, PostgresStore};
 use crate::error::StoreResult;
 use crate::model::*;
-use crate::sqlite::rows::{DELIVERY_COLUMNS, EVENT_COLUMNS};
+use crate::sql::{DELIVERY_COLUMNS, EVENT_COLUMNS};
 
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 const REPLAY_LIMIT: i64 = 100_000;

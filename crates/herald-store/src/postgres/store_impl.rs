@@ -104,6 +104,28 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn set_endpoint_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<EndpointRecord> {
+        self.timed(async {
+            endpoints::set_endpoint_secret(
+                &self.client().await?,
+                tenant_id,
+                id,
+                secret,
+                previous_until,
+                now_ms,
+            )
+            .await
+        })
+        .await
+    }
+
     async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()> {
         self.timed(async {
             let mut client = self.client().await?;

@@ -8,6 +8,7 @@ use super::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{AttemptRecord, DeliveryRecord, EventRecord};
 use crate::query::{DeliveryFilter, Listing, Page};
+use crate::sql;
 
 pub fn get_event(conn: &Connection, tenant_id: &str, id: &str) -> StoreResult<EventRecord> {
     conn.prepare_cached(&format!(
@@ -123,18 +124,16 @@ pub fn retry_delivery(
     id: &str,
     now_ms: i64,
 ) -> StoreResult<DeliveryRecord> {
-    let current = get_delivery(conn, tenant_id, id)?;
-    if !current.status.retryable_by_operator() {
+    let changed = conn
+        .prepare_cached(sql::RETRY_DELIVERY)?
+        .execute(params![now_ms, id, tenant_id])?;
+    if changed == 0 {
+        let current = get_delivery(conn, tenant_id, id)?;
         return Err(StoreError::Conflict(format!(
             "delivery is {}; it can be retried once the attempt in flight ends",
             current.status.as_str()
         )));
     }
-    conn.execute(
-        "UPDATE deliveries SET status = 'pending', due_ms = ?2, lease_owner = NULL, count_4xx = 0, \
-         cycle_base = attempt_count, cycle_started_ms = ?2, updated_ms = ?2 WHERE id = ?1",
-        params![id, now_ms],
-    )?;
     get_delivery(conn, tenant_id, id)
 }
 
@@ -144,18 +143,16 @@ pub fn cancel_delivery(
     id: &str,
     now_ms: i64,
 ) -> StoreResult<DeliveryRecord> {
-    let current = get_delivery(conn, tenant_id, id)?;
-    if !current.status.cancellable() {
+    let changed = conn
+        .prepare_cached(sql::CANCEL_DELIVERY)?
+        .execute(params![now_ms, id, tenant_id])?;
+    if changed == 0 {
+        let current = get_delivery(conn, tenant_id, id)?;
         return Err(StoreError::Conflict(format!(
             "delivery is already {}; only unfinished deliveries can be cancelled",
             current.status.as_str()
         )));
     }
-    conn.execute(
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, updated_ms = ?2 \
-         WHERE id = ?1",
-        params![id, now_ms],
-    )?;
     get_delivery(conn, tenant_id, id)
 }
 

@@ -129,20 +129,10 @@ pub fn list_endpoints(
 
 pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()> {
     let changed = conn
-        .prepare_cached(
-            "UPDATE endpoints SET url = ?3, event_types = ?4, secret = ?5, previous_secret = ?6, \
-             previous_secret_expires_ms = ?7, headers = ?8, retry_policy = ?9, timeout_ms = ?10, \
-             rate_limit_per_s = ?11, max_in_flight = ?12, disabled = ?13, description = ?14, metadata = ?15, \
-             updated_ms = ?16 WHERE id = ?1 AND tenant_id = ?2",
-        )?
+        .prepare_cached(crate::sql::UPDATE_ENDPOINT)?
         .execute(params![
-            ep.id,
-            ep.tenant_id,
             ep.url,
             json(&ep.event_types),
-            ep.secret,
-            ep.previous_secret,
-            ep.previous_secret_expires_ms,
             json(&ep.headers),
             json(&ep.retry_policy),
             ep.timeout_ms,
@@ -152,6 +142,8 @@ pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()
             ep.description,
             json(&ep.metadata),
             ep.updated_ms,
+            ep.id,
+            ep.tenant_id,
         ])?;
     if changed == 0 {
         return Err(StoreError::NotFound("endpoint"));
@@ -165,6 +157,29 @@ pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()
         .execute(params![ep.id, ep.updated_ms])?;
     }
     Ok(())
+}
+
+/// Replace (or, with `previous_until`, rotate) an endpoint's signing secret.
+pub fn set_endpoint_secret(
+    conn: &Connection,
+    tenant_id: &str,
+    id: &str,
+    secret: &str,
+    previous_until: Option<i64>,
+    now_ms: i64,
+) -> StoreResult<EndpointRecord> {
+    let changed = match previous_until {
+        Some(until) => conn
+            .prepare_cached(crate::sql::ROTATE_ENDPOINT_SECRET)?
+            .execute(params![until, secret, now_ms, id, tenant_id])?,
+        None => conn
+            .prepare_cached(crate::sql::SET_ENDPOINT_SECRET)?
+            .execute(params![secret, now_ms, id, tenant_id])?,
+    };
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint"));
+    }
+    get_endpoint(conn, tenant_id, id)
 }
 
 pub fn delete_endpoint(

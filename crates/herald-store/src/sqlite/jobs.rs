@@ -11,13 +11,7 @@ use super::writer::WriteCtx;
 use crate::error::{StoreError, StoreResult};
 use crate::jobs_model::*;
 use crate::model::NewDirectDelivery;
-
-/// Columns read by [`job`], in order.
-pub const JOB_COLUMNS: &str = "id, tenant_id, route, status, progress, payload, result, error, result_blob, \
-    webhook_url, progress_reports, correlation_id, waiter_until_ms, deadline_ms, created_ms, updated_ms";
-/// Columns read by [`route`], in order.
-pub const ROUTE_COLUMNS: &str =
-    "tenant_id, name, kind, url, timeout_ms, secret, auth, retry_policy, created_ms, updated_ms";
+use crate::sql::{JOB_COLUMNS, ROUTE_COLUMNS};
 
 fn bad(index: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(

@@ -8,24 +8,7 @@ use rusqlite::Row;
 use crate::model::{
     AttemptRecord, DeliveryRecord, EndpointRecord, EventKind, EventRecord, TenantRecord,
 };
-
-/// Columns read by [`endpoint`], in order.
-pub const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret, previous_secret, \
-    previous_secret_expires_ms, headers, retry_policy, timeout_ms, rate_limit_per_s, max_in_flight, disabled, \
-    description, metadata, created_ms, updated_ms";
-
-/// Columns read by [`delivery`], in order.
-pub const DELIVERY_COLUMNS: &str =
-    "id, tenant_id, event_id, endpoint_id, url, status, attempt_count, due_ms, \
-    last_status_code, last_error, correlation_id, reference_id, created_ms, updated_ms";
-
-/// Columns read by [`event`], in order.
-pub const EVENT_COLUMNS: &str =
-    "id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms";
-
-/// Columns read by [`attempt`], in order.
-pub const ATTEMPT_COLUMNS: &str =
-    "number, started_ms, duration_ms, status_code, error, response_body";
+pub use crate::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS};
 
 fn bad_value(index: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(

@@ -79,6 +79,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_endpoint_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        secret: &str,
+        previous_until: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<EndpointRecord> {
+        let (tenant_id, id, secret) = (tenant_id.to_string(), id.to_string(), secret.to_string());
+        self.writer
+            .write_atomic(move |ctx| {
+                endpoints::set_endpoint_secret(
+                    &ctx.conn,
+                    &tenant_id,
+                    &id,
+                    &secret,
+                    previous_until,
+                    now_ms,
+                )
+            })
+            .await
+    }
+
     async fn delete_endpoint(&self, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<()> {
         let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
         self.writer

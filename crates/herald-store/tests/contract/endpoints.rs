@@ -89,13 +89,10 @@ pub async fn endpoint_crud_and_isolation(store: Shared) {
         ep
     );
 
-    // Update replaces every mutable field.
+    // Update replaces every mutable field but the secrets, which only set_endpoint_secret writes.
     let mut updated = ep.clone();
     updated.url = "https://new.example.com/hook".into();
     updated.event_types = vec!["*".into()];
-    updated.secret = secret(3);
-    updated.previous_secret = Some(ep.secret.clone());
-    updated.previous_secret_expires_ms = Some(BASE + 120_000);
     updated.headers = BTreeMap::from([("authorization".into(), "Bearer t".into())]);
     updated.retry_policy = RetryPolicy::Schedule {
         delays_ms: vec![1_000, 5_000],

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod deliveries;
 pub mod endpoint_lifecycle;
 pub mod endpoints;
+pub mod guarded;
 pub mod jobs;
 pub mod operator;
 pub mod publish;
@@ -69,6 +70,9 @@ macro_rules! contract_tests {
             jobs::completion_and_the_long_poll_rule,
             jobs::overdue_jobs,
             jobs::purge_finished_jobs,
+            guarded::cancel_never_overwrites_a_recorded_result,
+            guarded::secrets_change_only_through_set_endpoint_secret,
+            guarded::a_failed_claims_leases_are_given_back_by_owner,
         );
     };
     (@each $factory:path; $($module:ident :: $name:ident),* $(,)?) => {

@@ -183,6 +183,11 @@ impl TestApp {
         }
     }
 
+    /// The node's owner id (its leases are held under it).
+    pub fn node_id(&self) -> &str {
+        &self._running.node_id
+    }
+
     /// The PostgreSQL database this node uses, if any (to start a second node on it).
     pub fn database_url(&self) -> Option<String> {
         self._db.as_ref().map(|d| d.url.clone())

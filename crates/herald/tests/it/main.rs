@@ -14,3 +14,4 @@ mod pgproxy;
 mod process;
 mod service_auth;
 mod ssrf;
+mod supervision;
