@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_core::url_policy::UrlPolicy;
 use herald_store::Store;
@@ -22,12 +23,48 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Notified after new work is committed so the engine claims it at once instead of at its next poll.
     pub work_ready: Arc<Notify>,
-    /// Tenant tokens already resolved (`sha256 hex -> tenant id`); tenants are never re-keyed.
-    pub token_cache: Arc<Mutex<HashMap<String, String>>>,
+    /// Tenant tokens resolved in the last [`TOKEN_CACHE_TTL`] (`sha256 hex -> (tenant id, when)`), so a
+    /// token revoked on another node stops working here within that time.
+    pub token_cache: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     /// Engine status for `/health`, when this node delivers.
     pub engine: Option<crate::delivery::EngineStatus>,
     /// Jobs: long polls, progress, completion, the async gateway.
     pub jobs: Arc<crate::jobs::JobService>,
+}
+
+/// How long a resolved tenant token is trusted without asking the store again.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl AppState {
+    /// The tenant of a recently resolved token, if still fresh.
+    pub fn cached_token(&self, hash: &str) -> Option<String> {
+        let mut cache = self.token_cache.lock().expect("token cache lock");
+        match cache.get(hash) {
+            Some((tenant, at)) if at.elapsed() < TOKEN_CACHE_TTL => Some(tenant.clone()),
+            Some(_) => {
+                cache.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remember that `hash` resolved to `tenant_id`. Stale entries are swept when the cache grows.
+    pub fn cache_token(&self, hash: String, tenant_id: String) {
+        let mut cache = self.token_cache.lock().expect("token cache lock");
+        if cache.len() >= 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+        }
+        cache.insert(hash, (tenant_id, Instant::now()));
+    }
+
+    /// Drop a revoked token from this node's cache.
+    pub fn forget_token(&self, hash: &str) {
+        self.token_cache
+            .lock()
+            .expect("token cache lock")
+            .remove(hash);
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -96,6 +96,8 @@ pub struct Config {
     pub resolve: crate::outbound::ResolveOverrides,
     /// Largest accepted request body.
     pub max_payload_bytes: usize,
+    /// Largest job result a worker may report (`/v1/jobs/{id}/complete`) or an upstream may answer.
+    pub max_result_bytes: usize,
     /// What this node runs.
     pub role: Role,
     /// Most PostgreSQL connections this node opens.
@@ -124,6 +126,7 @@ impl Config {
             url_allowlist: None,
             resolve: Default::default(),
             max_payload_bytes: 1024 * 1024,
+            max_result_bytes: 64 * 1024 * 1024,
             role: Role::All,
             db_pool_size: 16,
             db_timeout_ms: 5_000,
@@ -272,6 +275,7 @@ impl Layers<'_> {
             "max_payload_bytes",
             "a number of bytes"
         );
+        set!(c.max_result_bytes, "max_result_bytes", "a number of bytes");
         set!(c.db_pool_size, "db_pool_size", "a positive integer");
         set!(c.db_timeout_ms, "db_timeout_ms", "a number of milliseconds");
         c.database_url = self.get("database_url", "a URL")?;
@@ -352,6 +356,12 @@ impl Layers<'_> {
         }
         if c.max_payload_bytes < 1024 {
             return fail("max_payload_bytes", "must be at least 1024");
+        }
+        if c.max_result_bytes < c.max_payload_bytes {
+            return fail(
+                "max_result_bytes",
+                "must be at least max_payload_bytes (a result is reported in one request)",
+            );
         }
         if let Some(pattern) = &c.url_allowlist {
             if let Err(e) = herald_core::url_policy::UrlPolicy::new(false, Some(pattern)) {

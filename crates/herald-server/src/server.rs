@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::app::{now_ms, AppState};
 use crate::config::Config;
 use crate::delivery::Engine;
-use crate::jobs::JobService;
+use crate::jobs::{JobService, JobSettings};
 use crate::outbound::Outbound;
 use crate::random;
 
@@ -176,10 +176,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store.clone(),
         &outbound,
         blobs,
-        config.blobs.offload_threshold_bytes,
         work_ready.clone(),
-        config.delivery.default_timeout_ms,
-        i64::from(config.delivery.retention_days) * 86_400_000,
+        JobSettings {
+            offload_threshold: config.blobs.offload_threshold_bytes,
+            max_result_bytes: config.max_result_bytes,
+            callback_timeout_ms: config.delivery.default_timeout_ms,
+            retention_ms: i64::from(config.delivery.retention_days) * 86_400_000,
+        },
     ));
     if config.role.serves_api() {
         // Long polls held here wake when another node changes their job.

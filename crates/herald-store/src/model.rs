@@ -17,6 +17,30 @@ pub struct TenantRecord {
     pub created_ms: i64,
 }
 
+/// An API token of a tenant. Only its SHA-256 is stored; the token itself is shown once, when made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `tok_` and the first 20 hex digits of the hash.
+    pub id: String,
+    /// The tenant it acts for.
+    pub tenant_id: String,
+    /// Hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// What the token is for, as its creator named it.
+    pub name: Option<String>,
+    /// When it was made.
+    pub created_ms: i64,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_ms: Option<i64>,
+}
+
+impl TokenRecord {
+    /// The id of the token whose hash is `token_sha256`.
+    pub fn id_for(token_sha256: &str) -> String {
+        format!("tok_{}", &token_sha256[..token_sha256.len().min(20)])
+    }
+}
+
 /// A subscription: where events of some types are delivered, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointRecord {

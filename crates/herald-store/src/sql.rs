@@ -62,6 +62,43 @@ pub const SET_ENDPOINT_SECRET: &str = "UPDATE endpoints SET secret = $1, updated
 pub const ROTATE_ENDPOINT_SECRET: &str = "UPDATE endpoints SET previous_secret = secret, \
     previous_secret_expires_ms = $1, secret = $2, updated_ms = $3 WHERE id = $4 AND tenant_id = $5";
 
+/// Migration 3 of both stores: API tokens in a table of their own (several per tenant, revocable). A
+/// tenant's existing token moves there; its id is derived from the hash, as for every token.
+pub const TOKENS_MIGRATION: &str = "
+CREATE TABLE tenant_tokens (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    name          TEXT,
+    created_ms    BIGINT NOT NULL,
+    revoked_ms    BIGINT
+);
+CREATE INDEX tenant_tokens_by_tenant ON tenant_tokens (tenant_id, id);
+INSERT INTO tenant_tokens (id, tenant_id, token_sha256, name, created_ms, revoked_ms)
+    SELECT 'tok_' || substr(token_sha256, 1, 20), id, token_sha256, 'initial', created_ms, NULL
+    FROM tenants WHERE token_sha256 IS NOT NULL;
+";
+
+/// The tenant an unrevoked token (hash `$1`) belongs to.
+pub const TENANT_BY_TOKEN: &str = "SELECT t.id, t.created_ms FROM tenant_tokens k \
+    JOIN tenants t ON t.id = k.tenant_id WHERE k.token_sha256 = $1 AND k.revoked_ms IS NULL";
+
+/// A new token: id, tenant, hash, name, created at.
+pub const INSERT_TOKEN: &str = "INSERT INTO tenant_tokens \
+    (id, tenant_id, token_sha256, name, created_ms, revoked_ms) VALUES ($1, $2, $3, $4, $5, NULL)";
+
+/// One tenant's tokens (`$1`), oldest first by id.
+pub const LIST_TOKENS: &str = "SELECT id, tenant_id, token_sha256, name, created_ms, revoked_ms \
+    FROM tenant_tokens WHERE tenant_id = $1 ORDER BY created_ms, id";
+
+/// Token `$1` of tenant `$2`.
+pub const GET_TOKEN: &str = "SELECT id, tenant_id, token_sha256, name, created_ms, revoked_ms \
+    FROM tenant_tokens WHERE id = $1 AND tenant_id = $2";
+
+/// Revoke at `$1` token `$2` of tenant `$3`, unless it already is.
+pub const REVOKE_TOKEN: &str = "UPDATE tenant_tokens SET revoked_ms = $1 \
+    WHERE id = $2 AND tenant_id = $3 AND revoked_ms IS NULL";
+
 #[cfg(test)]
 mod tests {
     /// Every shared text, for the parameter-order check.
@@ -72,6 +109,11 @@ mod tests {
         super::UPDATE_ENDPOINT,
         super::SET_ENDPOINT_SECRET,
         super::ROTATE_ENDPOINT_SECRET,
+        super::TENANT_BY_TOKEN,
+        super::INSERT_TOKEN,
+        super::LIST_TOKENS,
+        super::GET_TOKEN,
+        super::REVOKE_TOKEN,
     ];
 
     #[test]

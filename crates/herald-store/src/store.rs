@@ -33,19 +33,38 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- tenants ----
 
-    /// Create a tenant whose API token hashes to `token_sha256` (hex).
+    /// Create a tenant with a first API token (named `initial`) that hashes to `token_sha256` (hex).
     async fn create_tenant(
         &self,
         id: &str,
         token_sha256: &str,
         now_ms: i64,
     ) -> StoreResult<TenantRecord>;
-    /// The tenant whose token hashes to `token_sha256`.
+    /// The tenant whose unrevoked token hashes to `token_sha256`.
     async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>>;
     /// One tenant.
     async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord>;
     /// All tenants, oldest first.
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    /// Add a token to an existing tenant (`NotFound` otherwise).
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    /// A tenant's tokens, revoked ones included, oldest first.
+    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<TokenRecord>>;
+    /// Revoke a token; revoking a revoked token changes nothing. Returns the token.
+    async fn revoke_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord>;
+    /// Revoke an unrevoked token and add `replacement`, in one commit (`Conflict` if already revoked).
+    async fn rotate_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        replacement: &TokenRecord,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord>;
 
     // ---- endpoints ----
 

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use rand::Rng as _;
 use sha2::Sha256;
 
-use super::{check_key, compress, hex, indirect, BlobStore, ResultIndirect};
+use super::{check_key, hex, indirect, BlobStore, Compressed, ResultIndirect};
 
 /// The local store (also used by the HTTP handler to check signatures and read files).
 pub struct LocalBlobs {
@@ -121,15 +121,15 @@ impl LocalBlobs {
 
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobs {
-    async fn put_gzip(
+    async fn put_compressed(
         &self,
         key: &str,
-        data: &[u8],
+        data: Compressed,
         now_ms: i64,
     ) -> anyhow::Result<ResultIndirect> {
         check_key(key)?;
         let path = self.path_for(key).expect("checked key");
-        let (gz, size, sha256) = compress(data).await?;
+        let Compressed { gz, size, sha256 } = data;
         let target = path.clone();
         tokio::task::spawn_blocking(move || write_atomic(&target, &gz))
             .await?

@@ -35,13 +35,91 @@ pub struct ResultIndirect {
     pub content_encoding: String,
 }
 
+/// Data compressed for a blob: the gzip bytes, with the size and SHA-256 of what went in.
+#[derive(Debug, Clone)]
+pub struct Compressed {
+    /// The gzip member.
+    pub gz: Vec<u8>,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the uncompressed bytes.
+    pub sha256: String,
+}
+
+impl Compressed {
+    /// Compress `data`.
+    pub fn of(data: &[u8]) -> std::io::Result<Compressed> {
+        let mut c = Compressor::new(data.len());
+        c.write_all(data)?;
+        c.finish()
+    }
+}
+
+/// A writer that gzips and digests what is written to it, so data can be compressed as it is produced
+/// instead of being assembled first.
+pub struct Compressor {
+    gz: flate2::write::GzEncoder<Vec<u8>>,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl Compressor {
+    /// A compressor expecting about `size_hint` bytes.
+    pub fn new(size_hint: usize) -> Compressor {
+        Compressor {
+            gz: flate2::write::GzEncoder::new(
+                Vec::with_capacity(size_hint / 4 + 64),
+                flate2::Compression::default(),
+            ),
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The compressed data.
+    pub fn finish(self) -> std::io::Result<Compressed> {
+        Ok(Compressed {
+            gz: self.gz.finish()?,
+            size: self.size,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
+impl std::io::Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.gz.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.gz.flush()
+    }
+}
+
 /// A place to keep offloaded results and hand out download URLs for them.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// gzip `data`, store it under `key` (e.g. `"jobs/<job_id>"`), return the indirect message with a URL
+    /// Store compressed data under `key` (e.g. `"jobs/<job_id>"`), return the indirect message with a URL
     /// valid for the configured TTL from `now_ms`.
-    async fn put_gzip(&self, key: &str, data: &[u8], now_ms: i64)
-        -> anyhow::Result<ResultIndirect>;
+    async fn put_compressed(
+        &self,
+        key: &str,
+        data: Compressed,
+        now_ms: i64,
+    ) -> anyhow::Result<ResultIndirect>;
+    /// gzip `data` and store it like [`BlobStore::put_compressed`].
+    async fn put_gzip(
+        &self,
+        key: &str,
+        data: &[u8],
+        now_ms: i64,
+    ) -> anyhow::Result<ResultIndirect> {
+        let compressed = Compressed::of(data)?;
+        self.put_compressed(key, compressed, now_ms).await
+    }
     /// A fresh download URL for an existing blob (e.g. when the job is read long after), valid from
     /// `now_ms`. Does not check that the blob exists.
     async fn url_for(
@@ -202,12 +280,7 @@ pub fn open_with_router(
 
 /// gzip-compress `data` (default level).
 pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::default(),
-    );
-    encoder.write_all(data)?;
-    encoder.finish()
+    Compressed::of(data).map(|c| c.gz)
 }
 
 /// Lowercase hex SHA-256 of `data`.
@@ -217,17 +290,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// gzip and digest `data` off the async runtime: `(gzip bytes, size, sha256)`.
-async fn compress(data: &[u8]) -> anyhow::Result<(Vec<u8>, u64, String)> {
-    let data = data.to_vec();
-    let out = tokio::task::spawn_blocking(move || {
-        let gz = gzip(&data)?;
-        Ok::<_, std::io::Error>((gz, data.len() as u64, sha256_hex(&data)))
-    })
-    .await??;
-    Ok(out)
 }
 
 /// Whether `key` is a safe blob key: `/`-separated segments of `[A-Za-z0-9._-]`, none empty, `.` or `..`.

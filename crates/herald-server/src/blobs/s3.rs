@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::signer::{Method, Signer as _};
 use object_store::{Attribute, Attributes, ObjectStore as _, ObjectStoreExt as _, PutOptions};
 
-use super::{check_key, compress, indirect, BlobSettings, BlobStore, ResultIndirect};
+use super::{check_key, indirect, BlobSettings, BlobStore, Compressed, ResultIndirect};
 
 /// Blobs in an S3-compatible bucket.
 #[derive(Debug)]
@@ -67,14 +67,14 @@ impl S3Blobs {
 
 #[async_trait::async_trait]
 impl BlobStore for S3Blobs {
-    async fn put_gzip(
+    async fn put_compressed(
         &self,
         key: &str,
-        data: &[u8],
+        data: Compressed,
         now_ms: i64,
     ) -> anyhow::Result<ResultIndirect> {
         check_key(key)?;
-        let (gz, size, sha256) = compress(data).await?;
+        let Compressed { gz, size, sha256 } = data;
         let attributes = Attributes::from_iter([(Attribute::ContentType, "application/gzip")]);
         self.store
             .put_opts(

@@ -74,13 +74,7 @@ impl FromRequestParts<AppState> for Caller {
         }
 
         let hash = token_hash(token);
-        let cached = state
-            .token_cache
-            .lock()
-            .expect("token cache lock")
-            .get(&hash)
-            .cloned();
-        let tenant_id = match cached {
+        let tenant_id = match state.cached_token(&hash) {
             Some(t) => t,
             None => {
                 let tenant = state
@@ -88,11 +82,7 @@ impl FromRequestParts<AppState> for Caller {
                     .tenant_by_token(&hash)
                     .await?
                     .ok_or(ApiError::Unauthorized)?;
-                state
-                    .token_cache
-                    .lock()
-                    .expect("token cache lock")
-                    .insert(hash, tenant.id.clone());
+                state.cache_token(hash, tenant.id.clone());
                 tenant.id
             }
         };

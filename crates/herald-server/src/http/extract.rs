@@ -50,15 +50,23 @@ const FREE_FORM_FIELDS: &[&str] = &["payload", "metadata", "progress", "result",
 /// Deserialize JSON, telling syntax errors (400) from shape errors (422 with the field's path). A NUL
 /// character in any string outside the free-form fields is refused (422): no store can keep it in text.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::MalformedJson("the body is empty".into()));
-    }
     if bytes.windows(6).any(|w| w == b"\\u0000") {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
             if let Some(field) = nul_field(&value, "") {
                 return Err(ApiError::invalid(field, "must not contain NUL characters"));
             }
         }
+    }
+    parse_free_form_json(bytes)
+}
+
+/// [`parse_json`] for bodies whose every field is the client's own JSON (kept as written, NUL escapes
+/// included), such as a job's result: `T` may borrow from `bytes`.
+pub fn parse_free_form_json<'de, T: serde::Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty".into()));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {

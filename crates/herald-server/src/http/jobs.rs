@@ -2,22 +2,25 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
+use bytes::BytesMut;
 use herald_store::{JobRecord, RouteKind};
+use http_body_util::BodyExt;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::auth::Caller;
 use super::endpoints::check_url;
 use super::error::{ApiError, ApiResult};
 use super::events::correlation_id;
-use super::extract::{JsonBody, PathParams, QueryParams, RawBody};
+use super::extract::{parse_free_form_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 use crate::jobs::upstream::{forwardable, upstream_url, UpstreamRequest};
-use crate::jobs::NewJob;
+use crate::jobs::{NewJob, ResultJson};
 
 /// Default long-poll wait.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -184,24 +187,31 @@ pub async fn progress(
     Ok(Json(state.jobs.view(&job).await))
 }
 
-/// Body of the completion route: exactly one of `result` and `error`.
+/// Body of the completion route: exactly one of `result` and `error`, kept as the worker wrote them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteInput {
-    result: Option<Value>,
-    error: Option<Value>,
+struct CompleteInput<'a> {
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
 }
 
-/// `POST /v1/jobs/{id}/complete {"result"} | {"error"}`
+/// `POST /v1/jobs/{id}/complete {"result"} | {"error"}`: up to `max_result_bytes` (larger than other
+/// bodies), read into one buffer under the node's result budget; the result is offloaded from that buffer
+/// without being copied or parsed into a tree.
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-    JsonBody(input): JsonBody<CompleteInput>,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Json<Value>> {
+    let bytes = read_result(&state, &headers, body).await?;
+    let input: CompleteInput = parse_free_form_json(&bytes)?;
     let outcome = match (input.result, input.error) {
-        (Some(result), None) => Ok(result),
-        (None, Some(error)) => Err(error),
+        (Some(result), None) => Ok(ResultJson::Raw(bytes.slice_ref(result.get().as_bytes()))),
+        (None, Some(error)) => Err(ResultJson::Raw(bytes.slice_ref(error.get().as_bytes()))),
         _ => {
             return Err(ApiError::invalid(
                 "result",
@@ -211,6 +221,44 @@ pub async fn complete(
     };
     let completed = state.jobs.complete(&caller.tenant_id, &id, outcome).await?;
     Ok(Json(state.jobs.view(&completed.job).await))
+}
+
+/// How long a large result may wait for room in the node's result budget.
+const RESULT_BUDGET_WAIT: Duration = Duration::from_secs(30);
+
+/// Read a completion body of at most `max_result_bytes`. It first takes its size (its `content-length`,
+/// else the maximum) from the node's result budget, so many large results at once wait (then 503) instead
+/// of exhausting memory.
+async fn read_result(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let max = state.jobs.max_result_bytes();
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let expected = declared.map_or(max, |n| n as usize);
+    let kib = u32::try_from(expected.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let _room = tokio::time::timeout(
+        RESULT_BUDGET_WAIT,
+        state.jobs.result_budget().acquire_many_owned(kib),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable("too many large results are being received; retry".into()))?
+    .map_err(|_| ApiError::Unavailable("the node is shutting down".into()))?;
+    let mut buffer = BytesMut::with_capacity(expected.min(max));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+        if let Some(data) = frame.data_ref() {
+            if buffer.len() + data.len() > max {
+                return Err(ApiError::PayloadTooLarge(max));
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    Ok(buffer.freeze())
 }
 
 /// `ANY /async/{route}/{*rest}` with a `callback-url` header: the seed 001 gateway. Answers 202 with the job;

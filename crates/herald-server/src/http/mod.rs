@@ -57,6 +57,18 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
+            "/v1/tenants/{id}/tokens",
+            post(tenants::create_token).get(tenants::list_tokens),
+        )
+        .route(
+            "/v1/tenants/{id}/tokens/{token_id}",
+            axum::routing::delete(tenants::revoke_token),
+        )
+        .route(
+            "/v1/tenants/{id}/tokens/{token_id}/rotate",
+            post(tenants::rotate_token),
+        )
+        .route(
             "/v1/endpoints",
             post(endpoints::create).get(endpoints::list),
         )
@@ -96,7 +108,11 @@ fn api_routes() -> Router<AppState> {
         .route("/v1/jobs", post(jobs::create))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/progress", post(jobs::progress))
-        .route("/v1/jobs/{id}/complete", post(jobs::complete))
+        // Results may be larger than other bodies: the handler enforces max_result_bytes itself.
+        .route(
+            "/v1/jobs/{id}/complete",
+            post(jobs::complete).layer(DefaultBodyLimit::disable()),
+        )
         .route("/async/{route}", any(jobs::gateway))
         .route("/async/{route}/{*rest}", any(jobs::gateway))
         // Seed 002: the broker.

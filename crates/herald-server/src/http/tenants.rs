@@ -1,14 +1,16 @@
-//! `/v1/tenants`: the admin creates tenants and receives each one's API token (shown once).
+//! `/v1/tenants`: the admin creates tenants and receives each one's API token (shown once); tokens are
+//! listed, added, rotated and revoked by the admin or by the tenant itself.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_store::TokenRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonBody;
+use super::extract::{parse_json, JsonBody, PathParams, RawBody};
 use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
@@ -60,4 +62,136 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
         .map(|t| json!({ "id": t.id, "created_at": views::time(t.created_ms) }))
         .collect();
     Ok(Json(json!({ "data": data, "next_cursor": null })))
+}
+
+/// Body of `POST /v1/tenants/{id}/tokens` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    name: Option<String>,
+}
+
+/// Longest token name.
+const MAX_TOKEN_NAME: usize = 128;
+
+/// The admin, or the tenant acting on itself.
+fn require_tenant_or_admin(caller: &Caller, tenant_id: &str) -> ApiResult<()> {
+    if caller.admin || caller.tenant_id == tenant_id {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a tenant token manages only its own tenant's tokens".into(),
+        ))
+    }
+}
+
+fn token_view(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id,
+        "tenant_id": t.tenant_id,
+        "name": t.name,
+        "created_at": views::time(t.created_ms),
+        "revoked_at": t.revoked_ms.map(views::time),
+    })
+}
+
+/// A new token for `tenant_id`: the record to store and the token, which is shown once.
+fn new_token(tenant_id: &str, name: Option<String>, now: i64) -> (TokenRecord, String) {
+    let token = random::api_token("htk");
+    let hash = random::token_hash(&token);
+    let record = TokenRecord {
+        id: TokenRecord::id_for(&hash),
+        tenant_id: tenant_id.to_string(),
+        token_sha256: hash,
+        name,
+        created_ms: now,
+        revoked_ms: None,
+    };
+    (record, token)
+}
+
+/// `GET /v1/tenants/{id}/tokens`: every token, revoked ones included (never the tokens themselves).
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(tenant_id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
+    require_tenant_or_admin(&caller, &tenant_id)?;
+    let tokens = state.store.list_tokens(&tenant_id).await?;
+    let data: Vec<Value> = tokens.iter().map(token_view).collect();
+    Ok(Json(json!({ "data": data, "next_cursor": null })))
+}
+
+/// `POST /v1/tenants/{id}/tokens {"name"?}`: 201 with the new token (shown once).
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(tenant_id): PathParams<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    require_tenant_or_admin(&caller, &tenant_id)?;
+    let input: TokenInput = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenInput::default()
+    } else {
+        parse_json(&body)?
+    };
+    if input
+        .name
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_TOKEN_NAME)
+    {
+        return Err(ApiError::invalid(
+            "name",
+            format!("name must be at most {MAX_TOKEN_NAME} bytes"),
+        ));
+    }
+    let (record, token) = new_token(&tenant_id, input.name, now_ms());
+    state.store.create_token(&record).await?;
+    let mut view = token_view(&record);
+    view["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `POST /v1/tenants/{id}/tokens/{token_id}/rotate`: revokes the token and answers 201 with its
+/// replacement (same name), in one commit.
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((tenant_id, token_id)): PathParams<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    require_tenant_or_admin(&caller, &tenant_id)?;
+    let now = now_ms();
+    let old = state
+        .store
+        .list_tokens(&tenant_id)
+        .await?
+        .into_iter()
+        .find(|t| t.id == token_id)
+        .ok_or(ApiError::NotFound("token"))?;
+    let (record, token) = new_token(&tenant_id, old.name.clone(), now);
+    state
+        .store
+        .rotate_token(&tenant_id, &token_id, &record, now)
+        .await?;
+    state.forget_token(&old.token_sha256);
+    let mut view = token_view(&record);
+    view["token"] = json!(token);
+    view["replaces"] = json!(token_id);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `DELETE /v1/tenants/{id}/tokens/{token_id}`: revoke; this node refuses it at once, every other node
+/// within the token cache's lifetime (a few seconds).
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((tenant_id, token_id)): PathParams<(String, String)>,
+) -> ApiResult<StatusCode> {
+    require_tenant_or_admin(&caller, &tenant_id)?;
+    let revoked = state
+        .store
+        .revoke_token(&tenant_id, &token_id, now_ms())
+        .await?;
+    state.forget_token(&revoked.token_sha256);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -8,10 +8,12 @@
 
 pub mod envelope;
 mod long_poll;
+pub mod result;
 mod service;
 mod sweeper;
 pub mod upstream;
 mod waiters;
 
-pub use service::{JobService, NewJob};
+pub use result::{JobOutcome, ResultJson};
+pub use service::{JobService, JobSettings, NewJob};
 pub use waiters::Waiters;

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::envelope::{completion_message_id, job_view, webhook_body};
-use super::upstream::{UpstreamClient, UpstreamOutcome, UpstreamRequest};
+use super::result::{JobOutcome, ResultJson};
+use super::upstream::{UpstreamClient, UpstreamRequest};
 use super::waiters::Waiters;
 use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
@@ -26,6 +27,8 @@ use crate::blobs::{BlobStore, ResultIndirect};
 
 /// Grace after a proxy call's timeout before the job counts as interrupted.
 const PROXY_GRACE_MS: i64 = 30_000;
+/// How many results of the largest size may be received at once.
+const RESULT_BUDGET_FACTOR: usize = 4;
 
 /// A job to create.
 pub struct NewJob {
@@ -47,6 +50,19 @@ pub struct NewJob {
     pub upstream: Option<UpstreamRequest>,
 }
 
+/// How a node's jobs behave.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Results larger than this (bytes of JSON) are offloaded to the blob store.
+    pub offload_threshold: usize,
+    /// Largest result a worker may report or an upstream may answer.
+    pub max_result_bytes: usize,
+    /// Attempt timeout of the webhooks a job sends.
+    pub callback_timeout_ms: u32,
+    /// How long finished jobs are kept.
+    pub retention_ms: i64,
+}
+
 /// Jobs on one node.
 pub struct JobService {
     pub(super) store: Arc<dyn Store>,
@@ -58,6 +74,9 @@ pub struct JobService {
     pub(super) work_ready: Arc<Notify>,
     pub(super) callback_timeout_ms: u32,
     pub(super) retention_ms: i64,
+    max_result_bytes: usize,
+    /// KiB of large results being received at once, across requests: bounds the memory they take.
+    result_budget: Arc<tokio::sync::Semaphore>,
 }
 
 fn random() -> u128 {
@@ -72,28 +91,40 @@ fn route_policy(route: Option<&RouteRecord>) -> RetryPolicy {
 }
 
 impl JobService {
-    /// A job service over `store`, offloading results larger than `offload_threshold` bytes to `blobs`; its
-    /// upstream calls and token fetches go through `outbound`.
+    /// A job service over `store`, offloading large results to `blobs`; its upstream calls and token
+    /// fetches go through `outbound`.
     pub fn new(
         store: Arc<dyn Store>,
         outbound: &crate::outbound::Outbound,
         blobs: Arc<dyn BlobStore>,
-        offload_threshold: usize,
         work_ready: Arc<Notify>,
-        callback_timeout_ms: u32,
-        retention_ms: i64,
+        settings: JobSettings,
     ) -> JobService {
+        // Four results of the largest size at once; more wait for room.
+        let budget_kib = (settings.max_result_bytes / 1024).max(1) * RESULT_BUDGET_FACTOR;
         JobService {
             store,
             waiters: Waiters::default(),
-            upstream: UpstreamClient::new(outbound),
+            upstream: UpstreamClient::new(outbound, settings.max_result_bytes),
             authenticator: ServiceAuthenticator::new(outbound),
             blobs,
-            offload_threshold,
+            offload_threshold: settings.offload_threshold,
             work_ready,
-            callback_timeout_ms,
-            retention_ms,
+            callback_timeout_ms: settings.callback_timeout_ms,
+            retention_ms: settings.retention_ms,
+            max_result_bytes: settings.max_result_bytes,
+            result_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
         }
+    }
+
+    /// Largest result a worker may report.
+    pub fn max_result_bytes(&self) -> usize {
+        self.max_result_bytes
+    }
+
+    /// The shared budget (in KiB) that large results being received take from while they are read.
+    pub fn result_budget(&self) -> Arc<tokio::sync::Semaphore> {
+        self.result_budget.clone()
     }
 
     /// Wake this node's long polls on `job_id` (it changed, here or on another node).
@@ -235,12 +266,13 @@ impl JobService {
         ))
     }
 
-    /// End a job with `outcome` (result or error); results over the threshold are offloaded.
+    /// End a job with `outcome` (result or error); results over the threshold are compressed into the blob
+    /// store as they are written out, never assembled as one string first.
     pub async fn complete(
         &self,
         tenant_id: &str,
         id: &str,
-        outcome: UpstreamOutcome,
+        outcome: JobOutcome,
     ) -> StoreResult<Completed> {
         let job = self.store.get_job(tenant_id, id).await?;
         if job.status.is_final() {
@@ -253,32 +285,27 @@ impl JobService {
         let mut done = job.clone();
         let mut indirect = None;
         match outcome {
+            Ok(result) if result.len() > self.offload_threshold => {
+                done.status = JobStatus::Succeeded;
+                match self.offload(id, &result, now).await {
+                    Ok(stored) => {
+                        let reference = json!({"key": format!("jobs/{id}"), "size": stored.size, "sha256": stored.sha256});
+                        done.result_blob = Some(reference.to_string());
+                        indirect = Some(stored);
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, correlation_id = %job.correlation_id, error = %e, "offload failed; keeping the result inline");
+                        done.result = Some(result.into_string());
+                    }
+                }
+            }
             Ok(result) => {
                 done.status = JobStatus::Succeeded;
-                let text = result.to_string();
-                if text.len() > self.offload_threshold {
-                    match self
-                        .blobs
-                        .put_gzip(&format!("jobs/{id}"), text.as_bytes(), now)
-                        .await
-                    {
-                        Ok(stored) => {
-                            let reference = json!({"key": format!("jobs/{id}"), "size": stored.size, "sha256": stored.sha256});
-                            done.result_blob = Some(reference.to_string());
-                            indirect = Some(stored);
-                        }
-                        Err(e) => {
-                            tracing::warn!(job_id = %id, correlation_id = %job.correlation_id, error = %e, "offload failed; keeping the result inline");
-                            done.result = Some(text);
-                        }
-                    }
-                } else {
-                    done.result = Some(text);
-                }
+                done.result = Some(result.into_string());
             }
             Err(error) => {
                 done.status = JobStatus::Failed;
-                done.error = Some(error.to_string());
+                done.error = Some(error.into_string());
             }
         }
         let webhook = match &job.webhook_url {
@@ -310,6 +337,25 @@ impl JobService {
             self.work_ready.notify_one();
         }
         Ok(completed)
+    }
+
+    /// Compress `result` (off the async runtime) and store it as the job's blob.
+    async fn offload(
+        &self,
+        id: &str,
+        result: &ResultJson,
+        now: i64,
+    ) -> anyhow::Result<crate::blobs::ResultIndirect> {
+        let result = result.clone();
+        let compressed = tokio::task::spawn_blocking(move || {
+            let mut compressor = crate::blobs::Compressor::new(result.len());
+            result.write_to(&mut compressor)?;
+            compressor.finish()
+        })
+        .await??;
+        self.blobs
+            .put_compressed(&format!("jobs/{id}"), compressed, now)
+            .await
     }
 
     /// The download link of an offloaded result, fresh for this read.
@@ -371,28 +417,32 @@ impl JobService {
             Some(Ok(auth)) => Some(auth),
             Some(Err(e)) => {
                 let error = json!({"kind": "auth", "message": format!("the route's service credentials are unreadable: {e}")});
-                if let Err(e) = self.complete(&job.tenant_id, &job.id, Err(error)).await {
+                if let Err(e) = self
+                    .complete(&job.tenant_id, &job.id, Err(ResultJson::of(&error)))
+                    .await
+                {
                     tracing::warn!(job_id = %job.id, error = %e, "cannot record the proxy outcome");
                 }
                 return;
             }
         };
-        let outcome = match &auth {
+        let (status, outcome) = match &auth {
             Some(auth) => match self.authenticator.authorization(auth).await {
                 Ok(value) => {
                     extra.push((hyper::header::AUTHORIZATION, value));
                     self.upstream.call(request, extra, timeout).await
                 }
-                Err(e) => Err(
-                    json!({"kind": "auth", "message": format!("cannot authenticate to the upstream: {e}")}),
+                Err(e) => (
+                    None,
+                    Err(ResultJson::of(
+                        &json!({"kind": "auth", "message": format!("cannot authenticate to the upstream: {e}")}),
+                    )),
                 ),
             },
             None => self.upstream.call(request, extra, timeout).await,
         };
-        if let (Some(auth), Err(error)) = (&auth, &outcome) {
-            if error["status"] == 401 {
-                self.authenticator.invalidate(auth);
-            }
+        if let (Some(auth), Some(401)) = (&auth, status) {
+            self.authenticator.invalidate(auth);
         }
         if let Err(e) = self.complete(&job.tenant_id, &job.id, outcome).await {
             tracing::warn!(job_id = %job.id, correlation_id = %job.correlation_id, error = %e, "cannot record the proxy outcome");

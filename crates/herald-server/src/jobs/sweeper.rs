@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::result::ResultJson;
 use super::JobService;
 use crate::app::now_ms;
 
@@ -29,7 +30,10 @@ impl JobService {
         };
         for job in overdue {
             let error = json!({"kind": "interrupted", "message": "the upstream call was interrupted; the outcome is unknown"});
-            if let Err(e) = self.complete(&job.tenant_id, &job.id, Err(error)).await {
+            if let Err(e) = self
+                .complete(&job.tenant_id, &job.id, Err(ResultJson::of(&error)))
+                .await
+            {
                 tracing::debug!(job_id = %job.id, error = %e, "interrupted job already ended");
             }
         }

@@ -11,10 +11,8 @@ use serde_json::{json, Value};
 
 use herald_core::url_policy::TargetUrl;
 
+use super::result::{JobOutcome, ResultJson, Upstream};
 use crate::outbound::{read_capped, ClientOptions, GuardedClient, Outbound, OutboundError};
-
-/// Largest upstream answer kept (bigger results are offloaded to the blob store, not refused).
-const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Headers that describe one hop, not the message: never forwarded (RFC 9110 §7.6.1), plus the client's
 /// credentials for Herald itself.
@@ -46,19 +44,19 @@ pub struct UpstreamRequest {
     pub body: Bytes,
 }
 
-/// How the upstream call ended: the job succeeds with `Ok` (a 2xx) and fails with `Err`, both as JSON.
-pub type UpstreamOutcome = Result<Value, Value>;
-
 /// Client for upstream calls (any method, full response body), from the node's guarded outbound layer.
 pub struct UpstreamClient {
     http: GuardedClient,
+    max_bytes: usize,
 }
 
 impl UpstreamClient {
-    /// A client whose calls are held to `outbound`'s URL policy.
-    pub fn new(outbound: &Outbound) -> UpstreamClient {
+    /// A client whose calls are held to `outbound`'s URL policy and read at most `max_bytes` of an answer
+    /// (a larger one fails the job as `too_large`).
+    pub fn new(outbound: &Outbound, max_bytes: usize) -> UpstreamClient {
         UpstreamClient {
             http: outbound.client(ClientOptions::default()),
+            max_bytes,
         }
     }
 }
@@ -111,19 +109,18 @@ pub fn upstream_url(base: &str, raw_rest: &str, query: Option<&str>) -> Result<S
     Ok(url)
 }
 
-fn body_value(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
 impl UpstreamClient {
     /// Call the upstream with `extra` headers (correlation id, callback URL, service-user auth) on top.
+    /// Returns the upstream's status, if it answered, and the job's outcome.
     pub async fn call(
         &self,
         req: UpstreamRequest,
         extra: Vec<(HeaderName, HeaderValue)>,
         timeout: Duration,
-    ) -> UpstreamOutcome {
+    ) -> (Option<u16>, JobOutcome) {
+        let fail = |kind: &str, message: String| {
+            ResultJson::of(&json!({"kind": kind, "message": message}))
+        };
         let mut builder = Request::builder().method(req.method).uri(&req.url);
         if let Some(headers) = builder.headers_mut() {
             headers.extend(req.headers);
@@ -131,14 +128,19 @@ impl UpstreamClient {
                 headers.insert(name, value);
             }
         }
-        let request = builder
-            .body(Full::new(req.body))
-            .map_err(|e| json!({"kind": "invalid_request", "message": e.to_string()}))?;
+        let request = match builder.body(Full::new(req.body)) {
+            Ok(request) => request,
+            Err(e) => return (None, Err(fail("invalid_request", e.to_string()))),
+        };
+        let max = self.max_bytes;
         let exchange = async {
-            let response = self.http.send(request).await.map_err(|e| match e {
-                OutboundError::Blocked(m) => json!({"kind": "blocked", "message": format!("the upstream is not allowed: {m}")}),
-                e => json!({"kind": "connect", "message": format!("cannot reach the upstream: {e}")}),
-            })?;
+            let response = match self.http.send(request).await {
+                Ok(response) => response,
+                Err(OutboundError::Blocked(m)) => {
+                    return Err(fail("blocked", format!("the upstream is not allowed: {m}")))
+                }
+                Err(e) => return Err(fail("connect", format!("cannot reach the upstream: {e}"))),
+            };
             let status = response.status().as_u16();
             let headers: serde_json::Map<String, Value> = response
                 .headers()
@@ -149,28 +151,33 @@ impl UpstreamClient {
                         .map(|v| (k.to_string(), Value::String(v.to_string())))
                 })
                 .collect();
-            let (body, truncated) = read_capped(response.into_body(), MAX_RESPONSE_BYTES)
-                .await
-                .map_err(|e| json!({"kind": "invalid_response", "message": e.to_string()}))?;
-            if truncated {
-                return Err(
-                    json!({"kind": "too_large", "message": format!("the upstream answered more than {MAX_RESPONSE_BYTES} bytes")}),
-                );
+            match read_capped(response.into_body(), max).await {
+                Ok((_, true)) => Err(fail(
+                    "too_large",
+                    format!("the upstream answered more than {max} bytes"),
+                )),
+                Ok((body, false)) => Ok(Upstream {
+                    status,
+                    headers,
+                    body,
+                }),
+                Err(e) => Err(fail("invalid_response", e.to_string())),
             }
-            Ok::<_, Value>((status, headers, body))
         };
         let timeout_ms = timeout.as_millis() as u64;
-        let (status, headers, body) = tokio::time::timeout(timeout, exchange).await.map_err(|_| {
-            json!({"kind": "timeout", "message": format!("the upstream did not answer within {timeout_ms} ms")})
-        })??;
-        let answer = json!({"status": status, "headers": headers, "body": body_value(&body)});
-        if (200..300).contains(&status) {
-            Ok(answer)
-        } else {
-            let mut error = answer;
-            error["kind"] = json!("upstream_status");
-            error["message"] = json!(format!("the upstream answered {status}"));
-            Err(error)
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => (
+                None,
+                Err(fail(
+                    "timeout",
+                    format!("the upstream did not answer within {timeout_ms} ms"),
+                )),
+            ),
+            Ok(Err(failed)) => (None, Err(failed)),
+            Ok(Ok(answer)) if (200..300).contains(&answer.status) => {
+                (Some(answer.status), Ok(ResultJson::Upstream(answer)))
+            }
+            Ok(Ok(answer)) => (Some(answer.status), Err(answer.into_error())),
         }
     }
 }

@@ -6,71 +6,9 @@ use herald_core::event_type::filter_matches;
 use super::rows;
 use super::{pg_error, WORK_CHANNEL};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{EndpointRecord, TenantRecord};
+use crate::model::EndpointRecord;
 use crate::query::{EndpointFilter, Listing, Page};
 use crate::sql::ENDPOINT_COLUMNS;
-
-pub async fn create_tenant(
-    c: &impl GenericClient,
-    id: &str,
-    token: &str,
-    now_ms: i64,
-) -> StoreResult<TenantRecord> {
-    let inserted = c
-        .execute(
-            "INSERT INTO tenants (id, token_sha256, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&id, &token, &now_ms],
-        )
-        .await
-        .map_err(pg_error)?;
-    if inserted == 0 {
-        return Err(StoreError::Conflict(format!("tenant {id} already exists")));
-    }
-    Ok(TenantRecord {
-        id: id.to_string(),
-        created_ms: now_ms,
-    })
-}
-
-pub async fn tenant_by_token(
-    c: &impl GenericClient,
-    token: &str,
-) -> StoreResult<Option<TenantRecord>> {
-    let stmt = c
-        .prepare_cached("SELECT id, created_ms FROM tenants WHERE token_sha256 = $1")
-        .await
-        .map_err(pg_error)?;
-    c.query_opt(&stmt, &[&token])
-        .await
-        .map_err(pg_error)?
-        .as_ref()
-        .map(rows::tenant)
-        .transpose()
-}
-
-pub async fn get_tenant(c: &impl GenericClient, id: &str) -> StoreResult<TenantRecord> {
-    let stmt = c
-        .prepare_cached("SELECT id, created_ms FROM tenants WHERE id = $1")
-        .await
-        .map_err(pg_error)?;
-    let row = c
-        .query_opt(&stmt, &[&id])
-        .await
-        .map_err(pg_error)?
-        .ok_or(StoreError::NotFound("tenant"))?;
-    rows::tenant(&row)
-}
-
-pub async fn list_tenants(c: &impl GenericClient) -> StoreResult<Vec<TenantRecord>> {
-    let found = c
-        .query(
-            "SELECT id, created_ms FROM tenants ORDER BY created_ms, id",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    found.iter().map(rows::tenant).collect()
-}
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("serializing plain data cannot fail")

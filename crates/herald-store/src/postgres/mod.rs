@@ -18,6 +18,7 @@ mod publish;
 mod rows;
 mod schema;
 mod store_impl;
+mod tenants;
 pub mod test_db;
 
 use std::future::Future;

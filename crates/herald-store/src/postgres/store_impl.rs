@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{claims, deliveries, endpoints, jobs, publish, PostgresStore};
+use super::{claims, deliveries, endpoints, jobs, publish, tenants, PostgresStore};
 use crate::error::StoreResult;
 use crate::jobs_model::*;
 use crate::model::*;
@@ -52,24 +52,67 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> StoreResult<TenantRecord> {
         self.timed(async {
-            endpoints::create_tenant(&self.client().await?, id, token_sha256, now_ms).await
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            let tenant = tenants::create_tenant(&tx, id, token_sha256, now_ms).await?;
+            tx.commit().await.map_err(super::pg_error)?;
+            Ok(tenant)
         })
         .await
     }
 
     async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
-        self.timed(async { endpoints::tenant_by_token(&self.client().await?, token_sha256).await })
+        self.timed(async { tenants::tenant_by_token(&self.client().await?, token_sha256).await })
             .await
     }
 
     async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord> {
-        self.timed(async { endpoints::get_tenant(&self.client().await?, id).await })
+        self.timed(async { tenants::get_tenant(&self.client().await?, id).await })
             .await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
-        self.timed(async { endpoints::list_tenants(&self.client().await?).await })
+        self.timed(async { tenants::list_tenants(&self.client().await?).await })
             .await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        self.timed(async { tenants::insert_token(&self.client().await?, token).await })
+            .await
+    }
+
+    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<TokenRecord>> {
+        self.timed(async { tenants::list_tokens(&self.client().await?, tenant_id).await })
+            .await
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord> {
+        self.timed(async {
+            tenants::revoke_token(&self.client().await?, tenant_id, id, now_ms).await
+        })
+        .await
+    }
+
+    async fn rotate_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        replacement: &TokenRecord,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            let made = tenants::rotate_token(&tx, tenant_id, id, replacement, now_ms).await?;
+            tx.commit().await.map_err(super::pg_error)?;
+            Ok(made)
+        })
+        .await
     }
 
     async fn create_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {

@@ -1,54 +1,12 @@
-//! Tenants and endpoints: plain CRUD on the connection they are given.
+//! Endpoints: plain CRUD on the connection they are given.
 
 use herald_core::event_type::filter_matches;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, ENDPOINT_COLUMNS};
 use crate::error::{StoreError, StoreResult};
-use crate::model::{EndpointRecord, TenantRecord};
+use crate::model::EndpointRecord;
 use crate::query::{EndpointFilter, Listing, Page};
-
-pub fn create_tenant(
-    conn: &Connection,
-    id: &str,
-    token_sha256: &str,
-    now_ms: i64,
-) -> StoreResult<TenantRecord> {
-    let inserted = conn.execute(
-        "INSERT OR IGNORE INTO tenants (id, token_sha256, created_ms) VALUES (?1, ?2, ?3)",
-        params![id, token_sha256, now_ms],
-    )?;
-    if inserted == 0 {
-        return Err(StoreError::Conflict(format!("tenant {id} already exists")));
-    }
-    Ok(TenantRecord {
-        id: id.to_string(),
-        created_ms: now_ms,
-    })
-}
-
-pub fn tenant_by_token(conn: &Connection, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
-    Ok(conn
-        .prepare_cached("SELECT id, created_ms FROM tenants WHERE token_sha256 = ?1")?
-        .query_row([token_sha256], rows::tenant)
-        .optional()?)
-}
-
-pub fn get_tenant(conn: &Connection, id: &str) -> StoreResult<TenantRecord> {
-    conn.prepare_cached("SELECT id, created_ms FROM tenants WHERE id = ?1")?
-        .query_row([id], rows::tenant)
-        .optional()?
-        .ok_or(StoreError::NotFound("tenant"))
-}
-
-pub fn list_tenants(conn: &Connection) -> StoreResult<Vec<TenantRecord>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, created_ms FROM tenants ORDER BY created_ms, id")?;
-    let tenants = stmt
-        .query_map([], rows::tenant)?
-        .collect::<Result<_, _>>()?;
-    Ok(tenants)
-}
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("serializing plain data cannot fail")

@@ -13,6 +13,7 @@ mod publish;
 pub(crate) mod rows;
 mod schema;
 mod store_impl;
+mod tenants;
 mod writer;
 
 use std::fs::File;

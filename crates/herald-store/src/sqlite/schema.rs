@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::error::StoreResult;
 
 /// `(version, SQL)`; append only, never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS), (3, crate::sql::TOKENS_MIGRATION)];
 
 const JOBS: &str = r#"
 ALTER TABLE deliveries ADD COLUMN auth TEXT;
@@ -169,4 +169,37 @@ pub fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<usize> {
         [now_ms],
     )?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_token_from_before_migration_3_keeps_working() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, 0)",
+                [version],
+            )
+            .unwrap();
+        }
+        let hash = "ab".repeat(32);
+        conn.execute(
+            "INSERT INTO tenants (id, token_sha256, created_ms) VALUES ('acme', ?1, 5)",
+            [&hash],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, 10).unwrap(), MIGRATIONS.len() - 2);
+        let tenant = crate::sqlite::tenants::tenant_by_token(&conn, &hash).unwrap();
+        assert_eq!(tenant.map(|t| t.id).as_deref(), Some("acme"));
+        let tokens = crate::sqlite::tenants::list_tokens(&conn, "acme").unwrap();
+        assert_eq!(tokens[0].id, crate::model::TokenRecord::id_for(&hash));
+    }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{claims, deliveries, endpoints, jobs, publish, SqliteStore};
+use super::{claims, deliveries, endpoints, jobs, publish, tenants, SqliteStore};
 use crate::error::StoreResult;
 use crate::jobs_model::*;
 use crate::model::*;
@@ -28,24 +28,64 @@ impl Store for SqliteStore {
     ) -> StoreResult<TenantRecord> {
         let (id, token) = (id.to_string(), token_sha256.to_string());
         self.writer
-            .write(move |ctx| endpoints::create_tenant(&ctx.conn, &id, &token, now_ms))
+            .write_atomic(move |ctx| tenants::create_tenant(&ctx.conn, &id, &token, now_ms))
             .await
     }
 
     async fn tenant_by_token(&self, token_sha256: &str) -> StoreResult<Option<TenantRecord>> {
         let token = token_sha256.to_string();
-        self.read(move |conn| endpoints::tenant_by_token(conn, &token))
+        self.read(move |conn| tenants::tenant_by_token(conn, &token))
             .await
     }
 
     async fn get_tenant(&self, id: &str) -> StoreResult<TenantRecord> {
         let id = id.to_string();
-        self.read(move |conn| endpoints::get_tenant(conn, &id))
-            .await
+        self.read(move |conn| tenants::get_tenant(conn, &id)).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
-        self.read(endpoints::list_tenants).await
+        self.read(tenants::list_tenants).await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> StoreResult<()> {
+        let token = token.clone();
+        self.writer
+            .write_atomic(move |ctx| tenants::insert_token(&ctx.conn, &token))
+            .await
+    }
+
+    async fn list_tokens(&self, tenant_id: &str) -> StoreResult<Vec<TokenRecord>> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |conn| tenants::list_tokens(conn, &tenant_id))
+            .await
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write_atomic(move |ctx| tenants::revoke_token(&ctx.conn, &tenant_id, &id, now_ms))
+            .await
+    }
+
+    async fn rotate_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        replacement: &TokenRecord,
+        now_ms: i64,
+    ) -> StoreResult<TokenRecord> {
+        let (tenant_id, id, replacement) =
+            (tenant_id.to_string(), id.to_string(), replacement.clone());
+        self.writer
+            .write_atomic(move |ctx| {
+                tenants::rotate_token(&ctx.conn, &tenant_id, &id, &replacement, now_ms)
+            })
+            .await
     }
 
     async fn create_endpoint(&self, endpoint: &EndpointRecord) -> StoreResult<()> {

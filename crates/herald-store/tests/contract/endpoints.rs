@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use herald_core::retry::RetryPolicy;
-use herald_store::{EndpointFilter, Page, DEFAULT_TENANT};
+use herald_store::{EndpointFilter, Page, TokenRecord, DEFAULT_TENANT};
 
 use super::*;
 
@@ -275,4 +275,68 @@ pub async fn endpoint_listing(store: Shared) {
     )
     .await;
     assert_eq!(ids, ids_of(&[3, 6]));
+}
+
+/// Tokens: a tenant's first token resolves it; more can be added; a revoked or rotated-away token resolves
+/// nothing; tokens of one tenant cannot be touched through another.
+pub async fn tenant_tokens(store: Shared) {
+    store
+        .create_tenant("acme", &"a".repeat(64), BASE)
+        .await
+        .unwrap();
+    let first = TokenRecord::id_for(&"a".repeat(64));
+    let resolve = |hash: String| {
+        let store = store.clone();
+        async move { store.tenant_by_token(&hash).await.unwrap().map(|t| t.id) }
+    };
+    assert_eq!(resolve("a".repeat(64)).await.as_deref(), Some("acme"));
+
+    let second = TokenRecord {
+        id: TokenRecord::id_for(&"b".repeat(64)),
+        tenant_id: "acme".into(),
+        token_sha256: "b".repeat(64),
+        name: Some("ci".into()),
+        created_ms: BASE + 1,
+        revoked_ms: None,
+    };
+    store.create_token(&second).await.unwrap();
+    let mut ghost = second.clone();
+    ghost.tenant_id = "nobody".into();
+    ghost.token_sha256 = "c".repeat(64);
+    assert_not_found(store.create_token(&ghost).await);
+    let listed = store.list_tokens("acme").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].name.as_deref(), Some("initial"));
+    assert_eq!(listed[1], second);
+
+    let replacement = TokenRecord {
+        id: TokenRecord::id_for(&"d".repeat(64)),
+        token_sha256: "d".repeat(64),
+        created_ms: BASE + 2,
+        ..second.clone()
+    };
+    store
+        .rotate_token("acme", &second.id, &replacement, BASE + 2)
+        .await
+        .unwrap();
+    assert_eq!(resolve("b".repeat(64)).await, None, "rotated away");
+    assert_eq!(resolve("d".repeat(64)).await.as_deref(), Some("acme"));
+    assert!(matches!(
+        store
+            .rotate_token("acme", &second.id, &replacement, BASE + 3)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert_not_found(store.revoke_token("other", &first, BASE + 4).await);
+    let revoked = store.revoke_token("acme", &first, BASE + 4).await.unwrap();
+    assert_eq!(revoked.revoked_ms, Some(BASE + 4));
+    let again = store.revoke_token("acme", &first, BASE + 9).await.unwrap();
+    assert_eq!(
+        again.revoked_ms,
+        Some(BASE + 4),
+        "revoking twice keeps the first time"
+    );
+    assert_eq!(resolve("a".repeat(64)).await, None);
+    assert_not_found(store.list_tokens("nobody").await);
 }

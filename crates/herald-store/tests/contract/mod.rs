@@ -50,6 +50,7 @@ macro_rules! contract_tests {
             endpoints::tenants,
             endpoints::endpoint_crud_and_isolation,
             endpoints::endpoint_listing,
+            endpoints::tenant_tokens,
             publish::publish_fan_out,
             publish::idempotency,
             publish::direct_and_event_bodies,

@@ -40,7 +40,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let data = match &config.database_url {
-        Some(url) => url.clone(),
+        Some(url) => redact_password(url),
         None => sqlite_path(&config.data_dir).display().to_string(),
     };
     let running = herald_server::start(config, listener).await?;
@@ -52,11 +52,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  store:       {} ({data})", running.store_kind);
     match &running.token_origin {
         TokenOrigin::Configured => println!("  admin token: from HERALD_ADMIN_TOKEN"),
-        TokenOrigin::Saved(path) => println!(
-            "  admin token: {} (saved in {})",
-            running.admin_token,
-            path.display()
-        ),
+        // Printed only on the start that generated it: later starts (and their logs) never show it.
+        TokenOrigin::Saved(path) => println!("  admin token: saved in {}", path.display()),
         TokenOrigin::Generated(path) => {
             println!(
                 "  admin token: {} (generated; saved in {})",
@@ -69,4 +66,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     running.wait(stop_signal()).await?;
     println!("Herald stopped.");
     Ok(())
+}
+
+/// `url` with any password replaced by `***`, fit to print.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(unparsable database_url)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(
+            redact_password("postgres://herald:s3cret@db:5432/herald"),
+            "postgres://herald:***@db:5432/herald"
+        );
+        assert_eq!(
+            redact_password("postgres://db/herald?sslmode=require"),
+            "postgres://db/herald?sslmode=require"
+        );
+    }
 }

@@ -15,6 +15,10 @@ use crate::helpers::{Backend, Reply, TestApp, TestReceiver, ADMIN_TOKEN};
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tenants"),
     ("GET", "/v1/tenants"),
+    ("GET", "/v1/tenants/{id}/tokens"),
+    ("POST", "/v1/tenants/{id}/tokens"),
+    ("DELETE", "/v1/tenants/{id}/tokens/{id}"),
+    ("POST", "/v1/tenants/{id}/tokens/{id}/rotate"),
     ("POST", "/v1/endpoints"),
     ("GET", "/v1/endpoints"),
     ("GET", "/v1/endpoints/{id}"),

@@ -312,13 +312,11 @@ async fn upstream_errors_and_timeouts_reach_the_callback_as_errors() {
     assert_eq!(body["error"]["code"], "missing_callback_url");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_result_is_offloaded_and_downloadable_until_its_url_expires() {
-    let app = TestApp::spawn_with(|c| {
-        c.max_payload_bytes = 16 * 1024 * 1024;
-        c.blobs.blob_url_ttl_secs = 2;
-    })
-    .await;
+/// A 5 MiB result through `/complete`, over five times the API's 1 MiB body limit.
+pub async fn a_large_result_is_offloaded_and_downloadable_until_its_url_expires(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |c| c.blobs.blob_url_ttl_secs = 2).await else {
+        return;
+    };
     let worker = TestReceiver::start(Reply::status(204)).await;
     let callback = TestReceiver::start(Reply::status(204)).await;
     put_route(&app, "big", "notify", &worker.url("/work"), json!({})).await;
@@ -386,6 +384,39 @@ async fn a_large_result_is_offloaded_and_downloadable_until_its_url_expires() {
         200,
         "reading the job signs a fresh URL"
     );
+}
+
+/// A result over `max_result_bytes` is refused, and the job can still be completed.
+pub async fn results_over_the_limit_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |c| c.max_result_bytes = 2 * 1024 * 1024).await
+    else {
+        return;
+    };
+    let worker = TestReceiver::start(Reply::status(204)).await;
+    put_route(&app, "big", "notify", &worker.url("/work"), json!({})).await;
+    let (_, job) = app.post("/v1/jobs", json!({"route": "big"})).await;
+    let id = job["id"].as_str().unwrap();
+    let body = json!({"result": "x".repeat(3 * 1024 * 1024)}).to_string();
+    let refused = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{id}/complete")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 413);
+    let (status, still) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{still}");
+    let (status, done) = app
+        .post(
+            &format!("/v1/jobs/{id}/complete"),
+            json!({"result": {"ok": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["result"]["ok"], true);
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -545,4 +576,6 @@ crate::on_both_stores!(
     after_the_long_poll_expired_the_completion_is_sent_by_webhook,
     progress_webhooks_are_sent_only_when_the_value_changes,
     the_gateway_answers_at_once_and_delivers_the_upstream_result,
+    a_large_result_is_offloaded_and_downloadable_until_its_url_expires,
+    results_over_the_limit_are_refused,
 );

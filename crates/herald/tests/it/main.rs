@@ -15,3 +15,4 @@ mod process;
 mod service_auth;
 mod ssrf;
 mod supervision;
+mod tokens;
