@@ -86,6 +86,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of the embedded store.
     pub database_url: Option<String>,
+    /// PEM certificates trusted for PostgreSQL's TLS certificate (with `sslmode=require`), besides the
+    /// webpki roots.
+    pub database_ca_file: Option<PathBuf>,
     /// Admin token; generated and saved in the data dir when unset.
     pub admin_token: Option<String>,
     /// Permit delivery to loopback and private addresses (SSRF guard off).
@@ -121,6 +124,7 @@ impl Config {
             listen: "127.0.0.1:8000".parse().expect("valid default address"),
             data_dir: data_dir.into(),
             database_url: None,
+            database_ca_file: None,
             admin_token: None,
             allow_private_targets: false,
             url_allowlist: None,
@@ -279,6 +283,7 @@ impl Layers<'_> {
         set!(c.db_pool_size, "db_pool_size", "a positive integer");
         set!(c.db_timeout_ms, "db_timeout_ms", "a number of milliseconds");
         c.database_url = self.get("database_url", "a URL")?;
+        c.database_ca_file = self.get("database_ca_file", "a path")?;
         c.admin_token = self.get("admin_token", "a token")?;
         c.url_allowlist = self.get("url_allowlist", "a regular expression")?;
         set!(c.blobs.blob_store, "blob_store", "local or s3");

@@ -111,6 +111,7 @@ pub fn pg_options(config: &Config) -> PgOptions {
     PgOptions {
         pool_size: config.db_pool_size,
         timeout: std::time::Duration::from_millis(config.db_timeout_ms),
+        ca_file: config.database_ca_file.clone(),
     }
 }
 

@@ -32,3 +32,59 @@ async fn postgres_store() -> Option<(Arc<dyn Store>, test_db::TestDatabase)> {
 }
 
 contract::contract_tests!(postgres_store);
+
+/// With `sslmode=require` the store talks TLS and verifies the server: it connects when the server's
+/// certificate is trusted through `database_ca_file`, and refuses a certificate it cannot verify. The local
+/// server's own certificate (for `localhost`) is the trust anchor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_uses_verified_tls() {
+    let Some((_, db)) = postgres_store().await else {
+        return;
+    };
+    let (admin, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "this test needs a PostgreSQL server with ssl = on"
+    );
+    let cert: String = admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let name: String = admin
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let url =
+        format!("postgres://postgres@localhost:5432/{name}?sslmode=require&hostaddr=127.0.0.1");
+
+    let untrusted = PostgresStore::connect(&url, PgOptions::default(), contract::BASE).await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate that the webpki roots do not vouch for is refused"
+    );
+
+    let options = PgOptions {
+        ca_file: Some(cert.into()),
+        ..PgOptions::default()
+    };
+    let store = PostgresStore::connect(&url, options, contract::BASE)
+        .await
+        .expect("TLS with the server's certificate trusted");
+    store.ping().await.unwrap();
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.datname = $1 AND a.application_name = 'herald'",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted > 0, "the store's connections use TLS");
+}

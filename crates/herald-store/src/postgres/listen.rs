@@ -15,6 +15,7 @@ pub type Handler = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 /// Listen on `channel` until `stop` resolves (its sender is dropped with the store).
 pub async fn run(
     config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     channel: &'static str,
     handler: Handler,
     mut stop: oneshot::Receiver<()>,
@@ -22,7 +23,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     loop {
         tokio::select! {
-            _ = listen_once(&config, channel, &handler) => {}
+            _ = listen(&config, tls.as_ref(), channel, &handler) => {}
             _ = &mut stop => return,
         }
         tokio::select! {
@@ -33,9 +34,26 @@ pub async fn run(
     }
 }
 
-/// One connection's life: connect, LISTEN, forward notifications until the connection ends.
-async fn listen_once(config: &tokio_postgres::Config, channel: &str, handler: &Handler) {
-    let (client, mut connection) = match config.connect(NoTls).await {
+/// One connection's life, over TLS when the store uses it.
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+    channel: &str,
+    handler: &Handler,
+) {
+    match tls {
+        Some(tls) => listen_once(config, tls.clone(), channel, handler).await,
+        None => listen_once(config, NoTls, channel, handler).await,
+    }
+}
+
+/// Connect, LISTEN, forward notifications until the connection ends.
+async fn listen_once<T>(config: &tokio_postgres::Config, tls: T, channel: &str, handler: &Handler)
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = match config.connect(tls).await {
         Ok(pair) => pair,
         Err(e) => {
             tracing::warn!(error = %e, channel, "cannot connect to listen; retrying");

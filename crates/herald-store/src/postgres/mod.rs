@@ -20,6 +20,7 @@ mod schema;
 mod store_impl;
 mod tenants;
 pub mod test_db;
+mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// Longest wait for a connection or a statement before the store reports itself unavailable.
     pub timeout: Duration,
+    /// PEM certificates trusted for the server's TLS certificate, besides the webpki roots
+    /// (with `sslmode=require`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -53,6 +57,7 @@ impl Default for PgOptions {
         PgOptions {
             pool_size: 16,
             timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -61,6 +66,7 @@ impl Default for PgOptions {
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     timeout: Duration,
     ids: IdSource,
     publisher: batch::Publisher,
@@ -95,17 +101,21 @@ fn parse_url(url: &str) -> StoreResult<tokio_postgres::Config> {
         .map_err(|e| StoreError::Internal(format!("invalid database_url: {e}")))
 }
 
-fn build_pool(config: &tokio_postgres::Config, options: &PgOptions) -> StoreResult<Pool> {
+fn build_pool(
+    config: &tokio_postgres::Config,
+    options: &PgOptions,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+) -> StoreResult<Pool> {
     let mut config = config.clone();
     config.connect_timeout(options.timeout);
     config.application_name("herald");
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .wait_timeout(Some(options.timeout))
@@ -120,12 +130,14 @@ impl PostgresStore {
     /// Connect, apply migrations (under an advisory lock) and return the store.
     pub async fn connect(url: &str, options: PgOptions, now_ms: i64) -> StoreResult<PostgresStore> {
         let config = parse_url(url)?;
-        let pool = build_pool(&config, &options)?;
+        let tls = tls::connector(&config, options.ca_file.as_deref())?;
+        let pool = build_pool(&config, &options, tls.as_ref())?;
         let ids = IdSource::default();
         let store = PostgresStore {
             publisher: batch::Publisher::start(pool.clone(), ids.clone(), options.timeout),
             pool,
             config,
+            tls,
             timeout: options.timeout,
             ids,
             listeners: Mutex::new(Vec::new()),
@@ -138,7 +150,8 @@ impl PostgresStore {
     /// Apply pending migrations to the database at `url`; returns how many ran.
     pub async fn migrate_only(url: &str, options: PgOptions, now_ms: i64) -> StoreResult<usize> {
         let config = parse_url(url)?;
-        let pool = build_pool(&config, &options)?;
+        let tls = tls::connector(&config, options.ca_file.as_deref())?;
+        let pool = build_pool(&config, &options, tls.as_ref())?;
         let mut client = pool
             .get()
             .await
@@ -171,7 +184,13 @@ impl PostgresStore {
             .lock()
             .expect("listener list lock")
             .push(stop);
-        tokio::spawn(listen::run(self.config.clone(), channel, handler, stopped));
+        tokio::spawn(listen::run(
+            self.config.clone(),
+            self.tls.clone(),
+            channel,
+            handler,
+            stopped,
+        ));
     }
 
     /// A new time-sortable id, strictly increasing within this node.
