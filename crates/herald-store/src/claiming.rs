@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use herald_core::envelope::event_envelope;
 use herald_core::retry::RetryPolicy;
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::model::{ClaimedDelivery, EventKind};
 
 /// The columns every backend's candidate query selects, in [`CandidateRow`] order. Aliases: `d` deliveries,
@@ -65,6 +65,10 @@ pub struct Selection {
     pub endpoint_deleted: Vec<String>,
     /// Park these: their endpoint is disabled.
     pub endpoint_disabled: Vec<String>,
+    /// Fail these with the reason: their stored settings cannot be read, so they can never be sent as
+    /// they are. They go to the dead-letter set (an operator can retry them once the cause is fixed)
+    /// instead of failing every claim.
+    pub quarantined: Vec<(String, String)>,
 }
 
 fn json_or_default<T: serde::de::DeserializeOwned + Default>(text: Option<&str>) -> StoreResult<T> {
@@ -167,9 +171,17 @@ pub fn select(
             selection.endpoint_disabled.push(row.id);
             continue;
         }
-        let claimed = row
-            .into_claimed(now_ms, default_max_in_flight)
-            .map_err(|e| StoreError::Internal(format!("unreadable delivery: {e}")))?;
+        let id = row.id.clone();
+        let claimed = match row.into_claimed(now_ms, default_max_in_flight) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(delivery_id = %id, error = %e, "quarantined an unreadable delivery");
+                selection
+                    .quarantined
+                    .push((id, format!("quarantined: unreadable stored settings ({e})")));
+                continue;
+            }
+        };
         let out = in_flight.get(&claimed.dispatch_key).copied().unwrap_or(0);
         let used = taken.entry(claimed.dispatch_key.clone()).or_insert(0);
         if out + *used >= claimed.max_in_flight {

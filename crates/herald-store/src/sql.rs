@@ -28,6 +28,10 @@ pub const JOB_COLUMNS: &str = "id, tenant_id, route, status, progress, payload, 
 pub const ROUTE_COLUMNS: &str =
     "tenant_id, name, kind, url, timeout_ms, secret, auth, retry_policy, created_ms, updated_ms";
 
+/// Fail at `$2`, with the reason `$1`, delivery `$3`: a claim could not read its stored settings.
+pub const QUARANTINE_DELIVERY: &str = "UPDATE deliveries SET status = 'failed', due_ms = NULL, \
+    lease_owner = NULL, last_error = $1, updated_ms = $2 WHERE id = $3";
+
 /// Give back every lease held by exactly `$2`, due at `$1`: the rows go back to `pending` (never attempted)
 /// or `retrying`.
 pub const RELEASE_OWNER: &str = "UPDATE deliveries SET \
@@ -104,6 +108,7 @@ mod tests {
     /// Every shared text, for the parameter-order check.
     const ALL: &[&str] = &[
         super::RELEASE_OWNER,
+        super::QUARANTINE_DELIVERY,
         super::CANCEL_DELIVERY,
         super::RETRY_DELIVERY,
         super::UPDATE_ENDPOINT,

@@ -35,8 +35,25 @@ pub async fn run(
     }
 }
 
+/// Where results are written: the store, or a stand-in in tests.
+#[async_trait::async_trait]
+trait ResultSink: Send + Sync {
+    async fn record_attempts(&self, batch: Vec<AttemptResult>) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl ResultSink for dyn Store {
+    async fn record_attempts(&self, batch: Vec<AttemptResult>) -> Result<(), StoreError> {
+        Store::record_attempts(self, batch).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Store::ping(self).await
+    }
+}
+
 /// Write `batch`, however long the store is away, splitting it if the store refuses it.
-async fn record(store: &dyn Store, batch: Vec<AttemptResult>) {
+async fn record<S: ResultSink + ?Sized>(store: &S, batch: Vec<AttemptResult>) {
     let mut pending = vec![batch];
     while let Some(batch) = pending.pop() {
         match write(store, &batch).await {
@@ -65,7 +82,10 @@ async fn record(store: &dyn Store, batch: Vec<AttemptResult>) {
 
 /// One write, retried while the store is unavailable; any other error is returned. An error while the store
 /// does not even answer a ping counts as unavailability, whatever it said.
-async fn write(store: &dyn Store, batch: &[AttemptResult]) -> Result<(), StoreError> {
+async fn write<S: ResultSink + ?Sized>(
+    store: &S,
+    batch: &[AttemptResult],
+) -> Result<(), StoreError> {
     let mut backoff = Duration::from_millis(50);
     loop {
         let error = match store.record_attempts(batch.to_vec()).await {
@@ -77,5 +97,75 @@ async fn write(store: &dyn Store, batch: &[AttemptResult]) -> Result<(), StoreEr
         tracing::warn!(error = %error, results = batch.len(), "cannot record attempts yet; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use herald_store::{AttemptRecord, NextState};
+
+    use super::*;
+
+    /// Refuses any batch holding a result of `poison` with a response body; counts writes.
+    #[derive(Default)]
+    struct Picky {
+        written: Mutex<Vec<AttemptResult>>,
+        refusals: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl ResultSink for Picky {
+        async fn record_attempts(&self, batch: Vec<AttemptResult>) -> Result<(), StoreError> {
+            if batch
+                .iter()
+                .any(|r| r.delivery_id == "poison" && r.attempt.response_body.is_some())
+            {
+                *self.refusals.lock().unwrap() += 1;
+                return Err(StoreError::Invalid("cannot hold that".into()));
+            }
+            self.written.lock().unwrap().extend(batch);
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn result(id: &str) -> AttemptResult {
+        AttemptResult {
+            delivery_id: id.into(),
+            owner: "node.0".into(),
+            attempt: AttemptRecord {
+                number: 1,
+                started_ms: 0,
+                duration_ms: 1,
+                status_code: Some(200),
+                error: None,
+                response_body: Some("body".into()),
+            },
+            was_4xx: false,
+            next: NextState::Delivered,
+            now_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_result_is_isolated_and_written_without_its_body() {
+        let sink = Picky::default();
+        let mut batch: Vec<AttemptResult> = (0..15).map(|i| result(&format!("d{i}"))).collect();
+        batch.insert(7, result("poison"));
+        record(&sink, batch).await;
+        let written = sink.written.lock().unwrap();
+        assert_eq!(written.len(), 16, "every result is written");
+        let poison = written.iter().find(|r| r.delivery_id == "poison").unwrap();
+        assert_eq!(poison.attempt.response_body, None);
+        assert!(written
+            .iter()
+            .filter(|r| r.delivery_id != "poison")
+            .all(|r| r.attempt.response_body.is_some()));
+        // Halving 16 down to the one bad result: 1 + 4 refused batches, then its body-less write works.
+        assert_eq!(*sink.refusals.lock().unwrap(), 5);
     }
 }

@@ -123,6 +123,14 @@ pub async fn claim_due(
         .await
         .map_err(pg_error)?;
     }
+    for (id, reason) in &selection.quarantined {
+        tx.execute(
+            crate::sql::QUARANTINE_DELIVERY,
+            &[reason, &request.now_ms, id],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
     let ids: Vec<&str> = selection
         .leased
         .iter()

@@ -107,6 +107,10 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<C
     for id in &selection.endpoint_disabled {
         park.execute(params![id, request.now_ms])?;
     }
+    for (id, reason) in &selection.quarantined {
+        conn.prepare_cached(crate::sql::QUARANTINE_DELIVERY)?
+            .execute(params![reason, request.now_ms, id])?;
+    }
     let mut claimed = Vec::with_capacity(selection.leased.len());
     for (delivery, lease_until) in selection.leased {
         lease.execute(params![

@@ -183,6 +183,11 @@ impl TestApp {
         }
     }
 
+    /// The node's data directory (its SQLite database is `herald.db` there).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// The node's owner id (its leases are held under it).
     pub fn node_id(&self) -> &str {
         &self._running.node_id

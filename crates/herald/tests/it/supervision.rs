@@ -160,8 +160,84 @@ pub async fn a_panicking_dispatcher_or_recorder_is_restarted(backend: Backend) {
     wait_all_delivered(&app, 5).await;
 }
 
+/// Overwrite an endpoint's stored retry policy behind the API's back (with text that is not JSON, say).
+async fn set_stored_policy(app: &TestApp, endpoint_id: &str, policy: &str) {
+    let sql = format!("UPDATE endpoints SET retry_policy = '{policy}' WHERE id = ");
+    match app.database_url() {
+        Some(url) => {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(&format!("{sql}$1"), &[&endpoint_id])
+                .await
+                .unwrap();
+        }
+        None => {
+            let db = rusqlite::Connection::open(app.data_dir().join("herald.db")).unwrap();
+            db.busy_timeout(Duration::from_secs(5)).unwrap();
+            db.execute(&format!("{sql}?1"), [endpoint_id]).unwrap();
+        }
+    }
+}
+
+pub async fn an_unreadable_delivery_is_quarantined_not_fatal(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
+    let broken_rx = TestReceiver::start(Reply::status(204)).await;
+    let healthy_rx = TestReceiver::start(Reply::status(204)).await;
+    let broken = app
+        .endpoint(json!({"url": broken_rx.url("/b"), "event_types": ["b.*"]}))
+        .await;
+    app.endpoint(json!({"url": healthy_rx.url("/h"), "event_types": ["h.*"]}))
+        .await;
+    let broken_id = broken["id"].as_str().unwrap();
+    set_stored_policy(&app, broken_id, "{not json").await;
+    for kind in ["b.x", "h.x", "b.y", "h.y"] {
+        let (status, _) = app
+            .post("/v1/events", json!({"event_type": kind, "payload": {}}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    healthy_rx.wait_for(2, WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    let quarantined = loop {
+        let all = deliveries(&app).await;
+        let mine: Vec<Value> = all
+            .into_iter()
+            .filter(|d| d["endpoint_id"] == broken["id"])
+            .collect();
+        if mine.len() == 2 && mine.iter().all(|d| d["status"] == "failed") {
+            break mine;
+        }
+        assert!(Instant::now() < deadline, "not quarantined: {mine:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(quarantined[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("quarantined"));
+    assert_eq!(broken_rx.count(), 0);
+
+    // Once the stored settings are repaired, an operator retry sends them.
+    set_stored_policy(&app, broken_id, r#"{"kind": "bounded", "max_attempts": 3}"#).await;
+    for d in &quarantined {
+        let (status, _) = app
+            .post(
+                &format!("/v1/deliveries/{}/retry", d["id"].as_str().unwrap()),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    broken_rx.wait_for(2, WAIT).await;
+}
+
 crate::on_both_stores!(
     a_poison_answer_does_not_stop_recording,
     a_panicking_attempt_frees_its_slot_and_is_retried,
     a_panicking_dispatcher_or_recorder_is_restarted,
+    an_unreadable_delivery_is_quarantined_not_fatal,
 );
