@@ -16,15 +16,17 @@ pub async fn liveness() -> Json<Value> {
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store_kind = state.store.kind();
     let stats = state.store.stats(now_ms()).await;
+    // Read once: the answer's status and its `running` field must agree.
+    let running = state.engine.as_ref().map(|e| e.running());
     let workers = state.engine.as_ref().map(|e| {
         json!({
-            "running": e.running(),
+            "running": running,
             "restarts": e.restarts(),
             "in_flight": e.in_flight(),
             "capacity": e.capacity(),
         })
     });
-    let engine_down = state.engine.as_ref().is_some_and(|e| !e.running());
+    let engine_down = running == Some(false);
     match stats {
         Ok(stats) => (
             if engine_down {
