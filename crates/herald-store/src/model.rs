@@ -35,6 +35,18 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// The first token of a new tenant, named `initial`.
+    pub fn initial(tenant_id: &str, token_sha256: &str, now_ms: i64) -> TokenRecord {
+        TokenRecord {
+            id: TokenRecord::id_for(token_sha256),
+            tenant_id: tenant_id.to_string(),
+            token_sha256: token_sha256.to_string(),
+            name: Some("initial".into()),
+            created_ms: now_ms,
+            revoked_ms: None,
+        }
+    }
+
     /// The id of the token whose hash is `token_sha256`.
     pub fn id_for(token_sha256: &str) -> String {
         format!("tok_{}", &token_sha256[..token_sha256.len().min(20)])

@@ -207,7 +207,8 @@ pub async fn complete(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let bytes = read_result(&state, &headers, body).await?;
+    // The budget's share stays taken until the result is stored and the request answered.
+    let (bytes, _room) = read_result(&state, &headers, body).await?;
     let input: CompleteInput = parse_free_form_json(&bytes)?;
     let outcome = match (input.result, input.error) {
         (Some(result), None) => Ok(ResultJson::Raw(bytes.slice_ref(result.get().as_bytes()))),
@@ -227,9 +228,13 @@ pub async fn complete(
 const RESULT_BUDGET_WAIT: Duration = Duration::from_secs(30);
 
 /// Read a completion body of at most `max_result_bytes`. It first takes its size (its `content-length`,
-/// else the maximum) from the node's result budget, so many large results at once wait (then 503) instead
-/// of exhausting memory.
-async fn read_result(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+/// else the maximum) from the node's result budget and hands that share back with the body, so many large
+/// results at once wait (then 503) instead of exhausting memory.
+async fn read_result(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
     let max = state.jobs.max_result_bytes();
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -240,7 +245,7 @@ async fn read_result(state: &AppState, headers: &HeaderMap, body: Body) -> ApiRe
     }
     let expected = declared.map_or(max, |n| n as usize);
     let kib = u32::try_from(expected.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    let _room = tokio::time::timeout(
+    let room = tokio::time::timeout(
         RESULT_BUDGET_WAIT,
         state.jobs.result_budget().acquire_many_owned(kib),
     )
@@ -258,7 +263,7 @@ async fn read_result(state: &AppState, headers: &HeaderMap, body: Body) -> ApiRe
             buffer.extend_from_slice(data);
         }
     }
-    Ok(buffer.freeze())
+    Ok((buffer.freeze(), room))
 }
 
 /// `ANY /async/{route}/{*rest}` with a `callback-url` header: the seed 001 gateway. Answers 202 with the job;

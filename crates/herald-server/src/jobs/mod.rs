@@ -8,6 +8,7 @@
 
 pub mod envelope;
 mod long_poll;
+mod proxy;
 pub mod result;
 mod service;
 mod sweeper;

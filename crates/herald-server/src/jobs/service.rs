@@ -12,7 +12,6 @@ use herald_store::{
     Completed, JobCompletion, JobRecord, NewDirectDelivery, RouteKind, RouteRecord, Store,
     StoreError,
 };
-use hyper::header::{HeaderName, HeaderValue};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -22,11 +21,11 @@ use super::result::{JobOutcome, ResultJson};
 use super::upstream::{UpstreamClient, UpstreamRequest};
 use super::waiters::Waiters;
 use crate::app::now_ms;
-use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
+use crate::auth_client::ServiceAuthenticator;
 use crate::blobs::{BlobStore, ResultIndirect};
 
 /// Grace after a proxy call's timeout before the job counts as interrupted.
-const PROXY_GRACE_MS: i64 = 30_000;
+pub(super) const PROXY_GRACE_MS: i64 = 30_000;
 /// How many results of the largest size may be received at once.
 const RESULT_BUDGET_FACTOR: usize = 4;
 
@@ -378,74 +377,5 @@ impl JobService {
     /// The job as the API shows it.
     pub async fn view(&self, job: &JobRecord) -> Value {
         job_view(job, self.indirect(job).await.as_ref())
-    }
-
-    /// The gateway's upstream call; its answer (or failure) becomes the job's outcome.
-    async fn run_proxy(
-        self: Arc<Self>,
-        job: JobRecord,
-        route: RouteRecord,
-        request: UpstreamRequest,
-    ) {
-        let timeout = Duration::from_millis(u64::from(route.timeout_ms));
-        let deadline = now_ms() + route.timeout_ms as i64 + PROXY_GRACE_MS;
-        if let Err(e) = self
-            .store
-            .start_job(&job.tenant_id, &job.id, deadline, now_ms())
-            .await
-        {
-            tracing::warn!(job_id = %job.id, error = %e, "cannot start the proxy call");
-            return;
-        }
-        let mut extra = Vec::new();
-        if let Ok(v) = HeaderValue::from_str(&job.correlation_id) {
-            extra.push((HeaderName::from_static("x-correlation-id"), v));
-        }
-        if let Some(v) = job
-            .webhook_url
-            .as_deref()
-            .and_then(|u| HeaderValue::from_str(u).ok())
-        {
-            extra.push((HeaderName::from_static("callback-url"), v));
-        }
-        let auth: Option<Result<ServiceAuth, _>> = route
-            .auth
-            .as_deref()
-            .map(serde_json::from_str::<ServiceAuth>);
-        let auth = match auth {
-            None => None,
-            Some(Ok(auth)) => Some(auth),
-            Some(Err(e)) => {
-                let error = json!({"kind": "auth", "message": format!("the route's service credentials are unreadable: {e}")});
-                if let Err(e) = self
-                    .complete(&job.tenant_id, &job.id, Err(ResultJson::of(&error)))
-                    .await
-                {
-                    tracing::warn!(job_id = %job.id, error = %e, "cannot record the proxy outcome");
-                }
-                return;
-            }
-        };
-        let (status, outcome) = match &auth {
-            Some(auth) => match self.authenticator.authorization(auth).await {
-                Ok(value) => {
-                    extra.push((hyper::header::AUTHORIZATION, value));
-                    self.upstream.call(request, extra, timeout).await
-                }
-                Err(e) => (
-                    None,
-                    Err(ResultJson::of(
-                        &json!({"kind": "auth", "message": format!("cannot authenticate to the upstream: {e}")}),
-                    )),
-                ),
-            },
-            None => self.upstream.call(request, extra, timeout).await,
-        };
-        if let (Some(auth), Some(401)) = (&auth, status) {
-            self.authenticator.invalidate(auth);
-        }
-        if let Err(e) = self.complete(&job.tenant_id, &job.id, outcome).await {
-            tracing::warn!(job_id = %job.id, correlation_id = %job.correlation_id, error = %e, "cannot record the proxy outcome");
-        }
     }
 }

@@ -25,18 +25,7 @@ pub async fn create_tenant(
     if inserted == 0 {
         return Err(StoreError::Conflict(format!("tenant {id} already exists")));
     }
-    insert_token(
-        c,
-        &TokenRecord {
-            id: TokenRecord::id_for(token_sha256),
-            tenant_id: id.to_string(),
-            token_sha256: token_sha256.to_string(),
-            name: Some("initial".into()),
-            created_ms: now_ms,
-            revoked_ms: None,
-        },
-    )
-    .await?;
+    insert_token(c, &TokenRecord::initial(id, token_sha256, now_ms)).await?;
     Ok(TenantRecord {
         id: id.to_string(),
         created_ms: now_ms,

@@ -21,17 +21,7 @@ pub fn create_tenant(
     if inserted == 0 {
         return Err(StoreError::Conflict(format!("tenant {id} already exists")));
     }
-    insert_token(
-        conn,
-        &TokenRecord {
-            id: TokenRecord::id_for(token_sha256),
-            tenant_id: id.to_string(),
-            token_sha256: token_sha256.to_string(),
-            name: Some("initial".into()),
-            created_ms: now_ms,
-            revoked_ms: None,
-        },
-    )?;
+    insert_token(conn, &TokenRecord::initial(id, token_sha256, now_ms))?;
     Ok(TenantRecord {
         id: id.to_string(),
         created_ms: now_ms,

@@ -255,6 +255,20 @@ pub async fn overdue_jobs(store: Shared) {
         .map(|j| j.id)
         .collect();
     assert_eq!(overdue, ["job_2"]);
+
+    // A job created with its deadline (a proxy call) that never started is overdue too: a crash between
+    // accepting it and starting the call still ends in "interrupted".
+    let mut never_started = job("job_3");
+    never_started.deadline_ms = Some(BASE + 500);
+    store.create_job(&never_started, None).await.unwrap();
+    let overdue: Vec<String> = store
+        .overdue_jobs(BASE + 501, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(overdue, ["job_2", "job_3"]);
 }
 
 /// Finished jobs past retention are purged (and returned); unfinished ones stay whatever their age.

@@ -143,3 +143,54 @@ async fn a_revocation_reaches_every_node_within_seconds() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `herald serve` prints a generated admin token on the start that creates it, and never again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_is_printed_only_when_generated() {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+
+    let dir = crate::helpers::TempDir::new();
+    let first_start = |dir: &std::path::Path| {
+        let port = crate::process::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .env_remove("HERALD_ADMIN_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("herald starts");
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.contains("try:") && Instant::now() < deadline {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    };
+    let generated = first_start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let token = token.trim();
+    assert!(
+        generated.contains(token),
+        "first start prints it: {generated}"
+    );
+    let again = first_start(dir.path());
+    assert!(again.contains("admin token: saved in"), "{again}");
+    assert!(
+        !again.contains(token),
+        "later starts never print it: {again}"
+    );
+}
