@@ -396,17 +396,21 @@ pub async fn results_over_the_limit_are_refused(backend: Backend) {
     put_route(&app, "big", "notify", &worker.url("/work"), json!({})).await;
     let (_, job) = app.post("/v1/jobs", json!({"route": "big"})).await;
     let id = job["id"].as_str().unwrap();
-    let body = json!({"result": "x".repeat(3 * 1024 * 1024)}).to_string();
-    let refused = app
-        .client
-        .post(app.url(&format!("/v1/jobs/{id}/complete")))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 413);
+    // Only the head is sent: the declared size alone gets the 413, before any of the body is read.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/jobs/{id}/complete HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        app.addr,
+        3 * 1024 * 1024
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
     let (status, still) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{still}");
     let (status, done) = app

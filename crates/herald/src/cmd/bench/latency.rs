@@ -60,7 +60,7 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let (receiver, receiver_task) = start_receiver(samples.clone()).await?;
     let dir = TempDir::new("latency")?;
     let server = ctx.server(&dir, "all").await?;
-    ctx.endpoint(&server, &format!("{receiver}/latency"), Some(512))
+    ctx.endpoint(&server, &format!("{receiver}/latency"), ctx.max_in_flight)
         .await?;
 
     let total = (ctx.rate as f64 * ctx.duration.as_secs_f64()).round() as u64;

@@ -29,7 +29,7 @@ pub enum Scenario {
     Ceiling,
     /// Durable publishes/s at the given concurrency, no endpoints.
     Ingest,
-    /// End-to-end deliveries/s to one endpoint (max_in_flight 512) on a receiver answering 204.
+    /// End-to-end deliveries/s to one endpoint (default settings) on a receiver answering 204.
     Deliver,
     /// Publish-to-receive p50/p95/p99 at a fixed rate (default 1,000 events/s).
     Latency,
@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// Use this PostgreSQL database instead of SQLite (passed to every server as --database-url).
     #[arg(long, env = "HERALD_DATABASE_URL")]
     database_url: Option<String>,
+    /// Give the endpoints of `deliver` and `latency` this `max_in_flight` instead of the server's default
+    /// (16), as a tuned installation would.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_in_flight: Option<u32>,
     /// Print one JSON object (SPEC §8 fields) instead of the table; no progress bars.
     #[arg(long)]
     json: bool,
@@ -107,6 +111,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.duration),
         backlog: args.backlog,
         rate: args.rate,
+        max_in_flight: args.max_in_flight,
         progress: !args.json,
         databases: Default::default(),
     };
@@ -148,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         settings: json!({
             "events": args.events, "duration_s": args.duration, "backlog": args.backlog,
             "concurrency": args.concurrency, "rate": args.rate,
+            "max_in_flight": args.max_in_flight.map_or(json!("default"), |m| json!(m)),
         }),
     };
     if args.json {

@@ -34,6 +34,8 @@ pub struct Ctx {
     pub backlog: u64,
     /// Fixed publish rate of `latency`.
     pub rate: u32,
+    /// `max_in_flight` of the `deliver` and `latency` endpoints; `None` keeps the server's default.
+    pub max_in_flight: Option<u32>,
     /// Show progress bars (off with `--json`).
     pub progress: bool,
     /// The load generator's client.
@@ -280,13 +282,18 @@ async fn publish_and_drain(
     Ok(expected as f64 / start.elapsed().as_secs_f64())
 }
 
-/// `deliver`: end-to-end deliveries/s to one endpoint (max_in_flight 512) on a receiver answering 204.
+/// `deliver`: end-to-end deliveries/s to one endpoint (default settings unless `--max-in-flight`) on a
+/// receiver answering 204.
 pub async fn deliver(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let dir = TempDir::new("deliver")?;
     let mut receiver = processes::start_receiver(dir.path()).await?;
     let server = ctx.server(&dir, "all").await?;
-    ctx.endpoint(&server, &format!("{}/deliver", receiver.base), Some(512))
-        .await?;
+    ctx.endpoint(
+        &server,
+        &format!("{}/deliver", receiver.base),
+        ctx.max_in_flight,
+    )
+    .await?;
     let cpu_before = server.cpu_seconds();
     let per_s = publish_and_drain(
         ctx,
