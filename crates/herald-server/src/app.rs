@@ -30,6 +30,8 @@ pub struct AppState {
     pub engine: Option<crate::delivery::EngineStatus>,
     /// Jobs: long polls, progress, completion, the async gateway.
     pub jobs: Arc<crate::jobs::JobService>,
+    /// This node's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long a resolved tenant token is trusted without asking the store again.

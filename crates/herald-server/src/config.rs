@@ -113,6 +113,10 @@ pub struct Config {
     pub blobs: crate::blobs::BlobSettings,
     /// How clients reach this node (base of local blob URLs); `http://<listen>` when unset.
     pub public_url: Option<String>,
+    /// Also serve `GET /metrics`, without a token, on this address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// This node's name in metrics (seed 003's `worker_id`); the host name when unset.
+    pub node_name: Option<String>,
     /// Job routes declared in `herald.toml` (`[[routes]]` tables), applied at start.
     pub routes: Vec<toml::Table>,
 }
@@ -138,6 +142,8 @@ impl Config {
             blobs: crate::blobs::BlobSettings::default(),
             public_url: None,
             routes: Vec::new(),
+            metrics_listen: None,
+            node_name: None,
         }
     }
 
@@ -304,6 +310,8 @@ impl Layers<'_> {
             "a number of seconds"
         );
         c.public_url = self.get("public_url", "a URL")?;
+        c.metrics_listen = self.get("metrics_listen", "an address like 127.0.0.1:8001")?;
+        c.node_name = self.get("node_name", "a name")?;
         if let Some(declared) = self.file.and_then(|f| f.get("routes")) {
             let fail = |message: &str| ConfigError {
                 setting: "routes".into(),

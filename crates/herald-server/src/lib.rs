@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod failpoint;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod outbound;
 pub mod random;
 pub mod receiver;

@@ -18,6 +18,7 @@ use crate::app::{now_ms, AppState};
 use crate::config::Config;
 use crate::delivery::Engine;
 use crate::jobs::{JobService, JobSettings};
+use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::random;
 
@@ -73,6 +74,15 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+/// The machine's host name, the default node name in metrics.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".to_string())
 }
 
 /// Open the configured store (migrations applied).
@@ -173,6 +183,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .unwrap_or_else(|| format!("http://{addr}"));
     let (blobs, blob_routes) = crate::blobs::open_with_router(&config, &public_base)?;
     let outbound = Outbound::new(url_policy.clone(), config.resolve.clone());
+    let metrics = Arc::new(Metrics::new(
+        &config.node_name.clone().unwrap_or_else(host_name),
+    ));
     let jobs = Arc::new(JobService::new(
         store.clone(),
         &outbound,
@@ -184,6 +197,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             callback_timeout_ms: config.delivery.default_timeout_ms,
             retention_ms: i64::from(config.delivery.retention_days) * 86_400_000,
         },
+        metrics.clone(),
     ));
     if config.role.serves_api() {
         // Long polls held here wake when another node changes their job.
@@ -202,6 +216,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             work_ready.clone(),
             owner.clone(),
             jobs.authenticator(),
+            metrics.clone(),
         )
     });
     let state = AppState {
@@ -213,8 +228,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         token_cache: Default::default(),
         engine: engine.as_ref().map(Engine::status),
         jobs: jobs.clone(),
+        metrics,
     };
     crate::http::routes::declare(&state, &state.config.routes).await?;
+    let metrics_listener = match state.config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (setting metrics_listen)"))?,
+        ),
+        None => None,
+    };
     let store_kind = store.kind();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -225,6 +249,15 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             }))
         });
         let sweeper = tokio::spawn(jobs.sweep(std::time::Duration::from_secs(5)));
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let open = crate::http::metrics::open_router(state.clone());
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, open).await },
+                ))
+            }
+            None => None,
+        };
         let app = crate::http::router(state, blob_routes);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -233,6 +266,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             .await
             .context("HTTP server failed")?;
         sweeper.abort();
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         let _ = engine_stop_tx.send(());
         if let Some(task) = engine_task {
             task.await.context("delivery engine failed")?;

@@ -32,6 +32,13 @@ pub const ROUTE_COLUMNS: &str =
 pub const QUARANTINE_DELIVERY: &str = "UPDATE deliveries SET status = 'failed', due_ms = NULL, \
     lease_owner = NULL, last_error = $1, updated_ms = $2 WHERE id = $3";
 
+/// The due time of the oldest delivery that is due at `$1` and not leased: the delivery lag.
+pub const OLDEST_DUE: &str = "SELECT MIN(due_ms) FROM deliveries \
+    WHERE due_ms IS NOT NULL AND due_ms <= $1 AND status <> 'in_progress'";
+
+/// Jobs per status.
+pub const COUNT_JOBS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status";
+
 /// Give back every lease held by exactly `$2`, due at `$1`: the rows go back to `pending` (never attempted)
 /// or `retrying`.
 pub const RELEASE_OWNER: &str = "UPDATE deliveries SET \
@@ -108,6 +115,7 @@ mod tests {
     /// Every shared text, for the parameter-order check.
     const ALL: &[&str] = &[
         super::RELEASE_OWNER,
+        super::OLDEST_DUE,
         super::QUARANTINE_DELIVERY,
         super::CANCEL_DELIVERY,
         super::RETRY_DELIVERY,

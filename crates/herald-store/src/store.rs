@@ -234,4 +234,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Queue counts at `now_ms`, across tenants.
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats>;
+    /// When the oldest delivery that is due at `now_ms` and not leased fell due, across tenants.
+    async fn oldest_due_ms(&self, now_ms: i64) -> StoreResult<Option<i64>>;
+    /// How many jobs there are of each status, across tenants.
+    async fn count_jobs(&self) -> StoreResult<Vec<(String, u64)>>;
 }

@@ -18,6 +18,7 @@ use super::limits::Limits;
 use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
 use crate::failpoint;
+use crate::metrics::AttemptEnd;
 use crate::random::jitter_sample;
 
 /// How long a delivery whose attempt panicked waits before it is due again.
@@ -39,6 +40,8 @@ pub struct AttemptContext {
     pub authenticator: ServiceAuthenticator,
     /// The store, to give a lease back when an attempt dies.
     pub store: Arc<dyn Store>,
+    /// Where attempts are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
@@ -199,11 +202,12 @@ pub async fn run(
         &sent.outcome,
         jitter_sample(),
     );
-    let next = match decision {
-        Decision::Delivered => NextState::Delivered,
-        Decision::RetryAt(at) => NextState::RetryAt(at),
-        Decision::Fail => NextState::Failed,
+    let (next, end) = match decision {
+        Decision::Delivered => (NextState::Delivered, AttemptEnd::Delivered),
+        Decision::RetryAt(at) => (NextState::RetryAt(at), AttemptEnd::Retrying),
+        Decision::Fail => (NextState::Failed, AttemptEnd::Failed),
     };
+    ctx.metrics.attempt(end, f64::from(duration_ms) / 1000.0);
     let (status_code, error) = match &sent.outcome {
         AttemptOutcome::Response { status, .. } => (Some(*status), None),
         AttemptOutcome::Error(kind) => (None, Some(kind.as_str().to_string())),

@@ -146,6 +146,7 @@ impl Dispatch {
                     continue;
                 }
             };
+            ctx.metrics.claimed(claimed.len());
             let full_batch = claimed.len() == free;
             backlog = full_batch;
             for delivery in claimed {

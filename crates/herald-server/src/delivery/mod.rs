@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::DeliveryConfig;
+use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use attempt::AttemptContext;
 use client::DeliveryClient;
@@ -89,6 +90,7 @@ impl Engine {
         work_ready: Arc<Notify>,
         owner: String,
         authenticator: crate::auth_client::ServiceAuthenticator,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         // Bounded: when results cannot be written, attempts wait with their slots held, so claiming slows
         // down instead of results piling up in memory.
@@ -101,6 +103,7 @@ impl Engine {
             owner,
             authenticator,
             store: store.clone(),
+            metrics,
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {
@@ -132,6 +135,7 @@ impl Engine {
         let recorder = tokio::spawn(supervise_recorder(
             dispatch.store.clone(),
             dispatch.context.owner.clone(),
+            dispatch.context.metrics.clone(),
             results,
             liveness.clone(),
         ));
@@ -195,12 +199,18 @@ async fn supervise_dispatcher(
 async fn supervise_recorder(
     store: Arc<dyn Store>,
     owner: String,
+    metrics: Arc<Metrics>,
     results: Arc<tokio::sync::Mutex<mpsc::Receiver<AttemptResult>>>,
     liveness: Arc<Liveness>,
 ) {
     loop {
         liveness.recorder.store(true, Ordering::Release);
-        let task = tokio::spawn(recorder::run(store.clone(), owner.clone(), results.clone()));
+        let task = tokio::spawn(recorder::run(
+            store.clone(),
+            owner.clone(),
+            metrics.clone(),
+            results.clone(),
+        ));
         let ended = task.await;
         liveness.recorder.store(false, Ordering::Release);
         if !panicked(ended, "the recorder") {

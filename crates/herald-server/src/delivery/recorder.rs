@@ -22,6 +22,7 @@ const MAX_BATCH: usize = 2048;
 pub async fn run(
     store: Arc<dyn Store>,
     owner: String,
+    metrics: Arc<crate::metrics::Metrics>,
     results: Arc<Mutex<mpsc::Receiver<AttemptResult>>>,
 ) {
     let mut results = results.lock().await;
@@ -31,7 +32,9 @@ pub async fn run(
         if results.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
+        let (n, started) = (batch.len(), std::time::Instant::now());
         record(store.as_ref(), std::mem::take(&mut batch)).await;
+        metrics.recorded(n, started.elapsed().as_secs_f64());
     }
 }
 

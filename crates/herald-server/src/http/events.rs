@@ -85,8 +85,11 @@ pub async fn publish_event(
             now_ms: now_ms(),
         })
         .await?;
-    if !published.deliveries.is_empty() && !published.replayed {
-        state.work_ready.notify_one();
+    if !published.replayed {
+        state.metrics.published(1);
+        if !published.deliveries.is_empty() {
+            state.work_ready.notify_one();
+        }
     }
     Ok(published)
 }

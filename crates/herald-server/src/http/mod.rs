@@ -10,6 +10,7 @@ mod events;
 pub mod extract;
 mod health;
 mod jobs;
+pub mod metrics;
 pub mod routes;
 mod tenants;
 pub mod views;
@@ -37,7 +38,8 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(state: AppState, blobs: Option<Router>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(health::liveness))
-        .route("/health", get(health::health));
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::scrape));
     if state.config.role.serves_api() {
         app = app.merge(api_routes());
     }

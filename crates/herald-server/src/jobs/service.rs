@@ -74,6 +74,7 @@ pub struct JobService {
     pub(super) callback_timeout_ms: u32,
     pub(super) retention_ms: i64,
     max_result_bytes: usize,
+    metrics: Arc<crate::metrics::Metrics>,
     /// KiB of large results being received at once, across requests: bounds the memory they take.
     result_budget: Arc<tokio::sync::Semaphore>,
 }
@@ -98,6 +99,7 @@ impl JobService {
         blobs: Arc<dyn BlobStore>,
         work_ready: Arc<Notify>,
         settings: JobSettings,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> JobService {
         // Four results of the largest size at once; more wait for room.
         let budget_kib = (settings.max_result_bytes / 1024).max(1) * RESULT_BUDGET_FACTOR;
@@ -112,6 +114,7 @@ impl JobService {
             callback_timeout_ms: settings.callback_timeout_ms,
             retention_ms: settings.retention_ms,
             max_result_bytes: settings.max_result_bytes,
+            metrics,
             result_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
         }
     }
@@ -331,6 +334,19 @@ impl JobService {
             .await?;
         tracing::info!(job_id = %id, correlation_id = %job.correlation_id, status = completed.job.status.as_str(),
             webhook = completed.webhook_queued, "job ended");
+        // Only proxy jobs have a deadline (set when they are created).
+        let mode = if job.deadline_ms.is_some() {
+            "proxy"
+        } else {
+            "notify"
+        };
+        let status = if completed.job.status == JobStatus::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.metrics
+            .job_ended(mode, status, (now - job.created_ms).max(0) as f64 / 1000.0);
         self.waiters.changed(id);
         if completed.webhook_queued {
             self.work_ready.notify_one();

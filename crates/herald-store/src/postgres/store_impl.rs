@@ -429,6 +429,39 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn oldest_due_ms(&self, now_ms: i64) -> StoreResult<Option<i64>> {
+        self.timed(async {
+            let row = self
+                .client()
+                .await?
+                .query_one(crate::sql::OLDEST_DUE, &[&now_ms])
+                .await
+                .map_err(super::pg_error)?;
+            super::rows::get(&row, 0)
+        })
+        .await
+    }
+
+    async fn count_jobs(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.timed(async {
+            let rows = self
+                .client()
+                .await?
+                .query(crate::sql::COUNT_JOBS, &[])
+                .await
+                .map_err(super::pg_error)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        super::rows::get::<String>(r, 0)?,
+                        super::rows::get::<i64>(r, 1)? as u64,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
         self.timed(async { claims::stats(&self.client().await?, now_ms).await })
             .await

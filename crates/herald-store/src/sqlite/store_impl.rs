@@ -425,6 +425,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn oldest_due_ms(&self, now_ms: i64) -> StoreResult<Option<i64>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(crate::sql::OLDEST_DUE)?
+                .query_row([now_ms], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn count_jobs(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let counts = conn
+                .prepare_cached(crate::sql::COUNT_JOBS)?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(counts)
+        })
+        .await
+    }
+
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
         self.read(move |conn| claims::stats(conn, now_ms)).await
     }

@@ -58,6 +58,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/webhook-statuses"),
     ("DELETE", "/webhook-statuses"),
     ("POST", "/webhook-cleanup"),
+    ("GET", "/metrics"),
     ("GET", "/health"),
     ("GET", "/healthz"),
 ];

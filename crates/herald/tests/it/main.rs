@@ -9,6 +9,7 @@ mod helpers;
 mod hostile_input;
 mod isolation;
 mod jobs;
+mod metrics;
 mod offload;
 mod pgproxy;
 mod process;
