@@ -74,6 +74,20 @@ pub enum AttemptEnd {
 }
 
 impl AttemptEnd {
+    const ALL: [AttemptEnd; 3] = [
+        AttemptEnd::Delivered,
+        AttemptEnd::Retrying,
+        AttemptEnd::Failed,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            AttemptEnd::Delivered => 0,
+            AttemptEnd::Retrying => 1,
+            AttemptEnd::Failed => 2,
+        }
+    }
+
     fn seed_status(self) -> &'static str {
         match self {
             AttemptEnd::Delivered => "success",
@@ -125,6 +139,10 @@ pub struct Metrics {
     long_polls: Gauge,
     engine_in_flight: Gauge,
     scrape_errors: Counter,
+    /// Handles resolved once, so that counting an attempt is a few atomic operations with no lookup or
+    /// allocation: per [`AttemptEnd`] (delivered, retrying, failed) the seed 003 and the Herald counter.
+    attempt_counters: [(Counter, Counter); 3],
+    attempt_seconds_seed: Histogram,
 }
 
 fn seconds_buckets() -> Histogram {
@@ -160,8 +178,27 @@ impl Metrics {
             long_polls: Gauge::default(),
             engine_in_flight: Gauge::default(),
             scrape_errors: Counter::default(),
+            attempt_counters: Default::default(),
+            attempt_seconds_seed: Histogram::new(std::iter::empty()),
             registry: Registry::default(),
         };
+        let attempt_counters = AttemptEnd::ALL.map(|end| {
+            let seed = m
+                .webhook_delivery
+                .get_or_create(&DeliveryStatus {
+                    status: end.seed_status(),
+                    worker_id: worker_id.to_string(),
+                })
+                .clone();
+            let herald = m
+                .deliveries
+                .get_or_create(&Outcome {
+                    outcome: end.outcome(),
+                })
+                .clone();
+            (seed, herald)
+        });
+        let attempt_seconds_seed = m.webhook_delivery_seconds.get_or_create(&m.worker).clone();
         registry.register(
             "webhook_delivery",
             "Delivery attempts by result (success, retry, failure)",
@@ -238,25 +275,20 @@ impl Metrics {
             "Scrapes whose store figures could not be read",
             m.scrape_errors.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry,
+            attempt_counters,
+            attempt_seconds_seed,
+            ..m
+        }
     }
 
     /// One delivery attempt ended after `seconds`.
     pub fn attempt(&self, end: AttemptEnd, seconds: f64) {
-        self.webhook_delivery
-            .get_or_create(&DeliveryStatus {
-                status: end.seed_status(),
-                worker_id: self.worker.worker_id.clone(),
-            })
-            .inc();
-        self.webhook_delivery_seconds
-            .get_or_create(&self.worker)
-            .observe(seconds);
-        self.deliveries
-            .get_or_create(&Outcome {
-                outcome: end.outcome(),
-            })
-            .inc();
+        let (seed, herald) = &self.attempt_counters[end.index()];
+        seed.inc();
+        herald.inc();
+        self.attempt_seconds_seed.observe(seconds);
         self.attempt_seconds.observe(seconds);
     }
 
