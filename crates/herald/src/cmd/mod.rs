@@ -46,14 +46,21 @@ impl StoreArgs {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the level (default `info`).
-pub fn init_logging() {
+/// Logs to stderr, human-readable, or one JSON object a line with `HERALD_LOG_FORMAT=json`; `RUST_LOG`
+/// overrides the level (default `info`).
+pub fn init_logging() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let format = std::env::var("HERALD_LOG_FORMAT").unwrap_or_default();
+    let _ = match format.as_str() {
+        "" | "text" => builder.try_init(),
+        "json" => builder.json().flatten_event(true).try_init(),
+        other => anyhow::bail!("HERALD_LOG_FORMAT: {other:?} is not text or json"),
+    };
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -22,7 +22,7 @@ pub struct ServeArgs {
 
 /// Start the node, print where it listens, the admin token and the data location, then serve.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging()?;
     let mut flags = HashMap::new();
     if let Some(l) = &args.listen {
         flags.insert("listen", l.clone());

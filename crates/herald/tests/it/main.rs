@@ -9,6 +9,7 @@ mod helpers;
 mod hostile_input;
 mod isolation;
 mod jobs;
+mod logs;
 mod metrics;
 mod offload;
 mod pgproxy;
