@@ -10,7 +10,7 @@
 //!   deliveries become claimable again once their lease expires;
 //! - callers pass the current time in (`now_ms`), so behaviour is testable without sleeping.
 
-mod claiming;
+pub mod claiming;
 pub mod error;
 mod jobs_model;
 pub mod model;

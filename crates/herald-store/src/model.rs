@@ -339,11 +339,23 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
     /// Most deliveries to hand out.
     pub limit: usize,
-    /// Dispatch keys this worker knows are at their limit: their deliveries are skipped without being read.
-    /// (The store itself counts unexpired leases per key, across all workers.)
-    pub saturated: Vec<String>,
+    /// Where the round robin over dispatch keys resumes: keys after this one are served first ("" starts
+    /// from the first key). Pass the previous claim's [`Claim::next_key`].
+    pub after_key: String,
     /// Limit for direct deliveries, which have no endpoint setting.
     pub default_max_in_flight: u32,
+}
+
+/// What a claim leased, and where the next one should resume.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The leased deliveries, grouped by dispatch key.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// The round robin's position for the next claim's [`ClaimRequest::after_key`].
+    pub next_key: String,
+    /// Due work was left that this claim could not take (its limit ran out, or it did not visit every key):
+    /// claim again as soon as there is room.
+    pub more: bool,
 }
 
 /// Counts for `/health` and metrics.

@@ -75,6 +75,26 @@ pub const ROTATE_ENDPOINT_SECRET: &str = "UPDATE endpoints SET previous_secret =
 
 /// Migration 3 of both stores: API tokens in a table of their own (several per tenant, revocable). A
 /// tenant's existing token moves there; its id is derived from the hash, as for every token.
+/// Migration 4: the index that makes dispatch keys the unit of scheduling. The claim walks the distinct keys
+/// on it and reads each key's due rows from it, oldest first.
+pub const KEY_DUE_MIGRATION: &str =
+    "CREATE INDEX deliveries_by_key_due ON deliveries (dispatch_key, due_ms) WHERE due_ms IS NOT NULL;";
+
+/// The dispatch keys that have deliveries with a due time, in key order after `$1`, at most `$2` of them:
+/// each with its earliest due time and its endpoint's `max_in_flight` (NULL for direct keys and deleted
+/// endpoints). A loose index scan on `deliveries_by_key_due`: two index probes per key, however many rows
+/// each key has.
+pub const WALK_KEYS: &str = "WITH RECURSIVE walk(key, n) AS ( \
+      SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
+              ORDER BY dispatch_key LIMIT 1), 1 \
+      UNION ALL \
+      SELECT (SELECT d.dispatch_key FROM deliveries d WHERE d.due_ms IS NOT NULL AND d.dispatch_key > walk.key \
+              ORDER BY d.dispatch_key LIMIT 1), walk.n + 1 \
+      FROM walk WHERE walk.key IS NOT NULL AND walk.n < $2) \
+    SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
+           ep.max_in_flight \
+    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key WHERE w.key IS NOT NULL ORDER BY w.n";
+
 pub const TOKENS_MIGRATION: &str = "
 CREATE TABLE tenant_tokens (
     id            TEXT PRIMARY KEY,
@@ -115,6 +135,7 @@ mod tests {
     /// Every shared text, for the parameter-order check.
     const ALL: &[&str] = &[
         super::RELEASE_OWNER,
+        super::WALK_KEYS,
         super::OLDEST_DUE,
         super::QUARANTINE_DELIVERY,
         super::CANCEL_DELIVERY,

@@ -214,10 +214,26 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- the delivery engine ----
 
-    /// Lease due deliveries to `owner`, respecting per-dispatch-key in-flight limits, oldest due first.
-    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Lease due deliveries to `request.owner`: dispatch keys in round robin from `request.after_key`, each
+    /// up to its free slots (`max_in_flight` minus unexpired leases on every node), each key's rows oldest
+    /// due first.
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Claim>;
     /// Record attempts and move their deliveries on, in one commit.
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()>;
+    /// [`record_attempts`](Store::record_attempts), then [`claim_due`](Store::claim_due), in one commit: the
+    /// slots the recorded attempts free are refilled without a round trip of their own.
+    ///
+    /// The claim is handed to `claimed` as soon as its leases are written, before the commit, so its
+    /// attempts can start while the commit is made durable; the call returns once it is. If the call fails,
+    /// neither the results nor the leases may have been kept: the caller records the results again and gives
+    /// back the claim's owner id ([`release_owner`](Store::release_owner)). Attempts started meanwhile may
+    /// be repeated, which at-least-once delivery allows.
+    async fn record_and_claim(
+        &self,
+        results: Vec<AttemptResult>,
+        request: &ClaimRequest,
+        claimed: tokio::sync::oneshot::Sender<Claim>,
+    ) -> StoreResult<()>;
     /// Give back every lease held by exactly `owner`, due at `now_ms`; returns how many. A node calls this
     /// with the owner id of a claim whose answer it never got: that claim may have committed.
     async fn release_owner(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;

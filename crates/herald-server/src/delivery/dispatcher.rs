@@ -1,16 +1,21 @@
 //! The dispatcher loop: claim due deliveries under a lease and start an attempt task for each.
 //!
+//! The dispatcher claims when work arrives (a publish), when it falls due, and while a claim says more is
+//! left. Slots freed by finished attempts are refilled by the recorder, which claims in the same commit
+//! that records the results ([`Dispatch::reserve`], [`Dispatch::start`]); both resume the same round robin
+//! over dispatch keys.
+//!
 //! Every claim leases its rows to an owner id of its own (`<node>.<n>`). When a claim fails, its answer may
 //! have been lost after the database committed it; the dispatcher then gives back every lease held by that
 //! claim's owner id before claiming again, so a database hiccup delays those deliveries by a retry, not by
 //! the lease length.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_store::{ClaimRequest, Store};
-use tokio::sync::{watch, Notify, Semaphore};
+use herald_store::{Claim, ClaimRequest, Store};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::attempt::{self, AttemptContext};
 use crate::app::now_ms;
@@ -34,6 +39,17 @@ pub struct Dispatch {
     /// Owner ids of claims whose answer never came: their leases are given back before the next claim.
     pub unsettled: Mutex<Vec<String>>,
     claims: AtomicU64,
+    /// Where the round robin over dispatch keys resumes.
+    cursor: Mutex<String>,
+    /// When the idle dispatcher wakes up by itself (ms; `i64::MAX` while it is busy claiming).
+    sleeping_until: AtomicI64,
+}
+
+/// Slots held for one claim: its owner id, the request, and a permit per deliverable row.
+pub struct Reservation {
+    pub owner: Arc<str>,
+    pub request: ClaimRequest,
+    permits: OwnedSemaphorePermit,
 }
 
 impl Dispatch {
@@ -53,7 +69,77 @@ impl Dispatch {
             context,
             unsettled: Mutex::new(Vec::new()),
             claims: AtomicU64::new(0),
+            cursor: Mutex::new(String::new()),
+            sleeping_until: AtomicI64::new(i64::MAX),
         }
+    }
+
+    /// Wake the idle dispatcher if work falls due at `due_ms`, before it would wake by itself.
+    pub fn due_at(&self, due_ms: i64) {
+        if due_ms < self.sleeping_until.load(Ordering::Acquire) {
+            self.work_ready.notify_one();
+        }
+    }
+
+    /// Take the free slots (at most one claim's worth) for a claim under a new owner id; `None` if no slot is
+    /// free.
+    pub fn reserve(&self) -> Option<Reservation> {
+        let free = self.permits.available_permits().min(CLAIM_BATCH);
+        if free == 0 {
+            return None;
+        }
+        let permits = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(free as u32)
+            .ok()?;
+        let owner: Arc<str> = format!(
+            "{}.{}",
+            self.context.owner,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        )
+        .into();
+        let request = ClaimRequest {
+            owner: owner.to_string(),
+            now_ms: now_ms(),
+            lease_ms: self.config.lease_ms,
+            limit: free,
+            after_key: self.cursor.lock().expect("cursor").clone(),
+            default_max_in_flight: self.config.default_max_in_flight,
+        };
+        Some(Reservation {
+            owner,
+            request,
+            permits,
+        })
+    }
+
+    /// Start an attempt for every delivery of `claim`, each with one of the reserved slots; the slots left
+    /// over are freed. Returns whether the claim left work behind.
+    pub fn start(&self, claim: Claim, reservation: Reservation) -> bool {
+        let Reservation {
+            owner, mut permits, ..
+        } = reservation;
+        *self.cursor.lock().expect("cursor") = claim.next_key;
+        let ctx = &self.context;
+        ctx.metrics.claimed(claim.deliveries.len());
+        for delivery in claim.deliveries {
+            let permit = permits.split(1).expect("a permit per claimed delivery");
+            ctx.limits.acquire(&delivery.dispatch_key);
+            tokio::spawn(attempt::run(ctx.clone(), owner.clone(), delivery, permit));
+        }
+        // The slots left over are free again: a dispatcher waiting for one may go on.
+        drop(permits);
+        ctx.slot_freed.notify_one();
+        claim.more
+    }
+
+    /// Note that a claim under `owner` failed: its leases are given back before the next claim.
+    pub fn unsettled(&self, owner: &str) {
+        self.unsettled
+            .lock()
+            .expect("unsettled")
+            .push(owner.to_string());
     }
 
     /// Give back the leases of failed claims; false if the store still fails.
@@ -96,8 +182,10 @@ impl Dispatch {
                 continue;
             }
             if self.permits.available_permits() == 0 {
+                let poll = Duration::from_millis(self.config.poll_interval_ms);
                 tokio::select! {
                     _ = ctx.slot_freed.notified() => continue,
+                    _ = tokio::time::sleep(poll) => continue,
                     _ = shutdown.changed() => return,
                 }
             }
@@ -112,32 +200,18 @@ impl Dispatch {
                 };
                 let _ = tokio::time::timeout(CLAIM_GATHER, gather).await;
             }
-            let free = self.permits.available_permits().min(CLAIM_BATCH);
-            let owner: Arc<str> = format!(
-                "{}.{}",
-                ctx.owner,
-                self.claims.fetch_add(1, Ordering::Relaxed)
-            )
-            .into();
-            let request = ClaimRequest {
-                owner: owner.to_string(),
-                now_ms: now_ms(),
-                lease_ms: self.config.lease_ms,
-                limit: free,
-                saturated: ctx.limits.saturated(),
-                default_max_in_flight: self.config.default_max_in_flight,
+            let Some(reservation) = self.reserve() else {
+                continue;
             };
-            let claimed = match self.store.claim_due(&request).await {
-                Ok(claimed) => {
+            let owner = reservation.owner.clone();
+            backlog = match self.store.claim_due(&reservation.request).await {
+                Ok(claim) => {
                     failures = 0;
-                    claimed
+                    self.start(claim, reservation)
                 }
                 Err(e) => {
                     failures += 1;
-                    self.unsettled
-                        .lock()
-                        .expect("unsettled")
-                        .push(owner.to_string());
+                    self.unsettled(&owner);
                     let wait = backoff(failures);
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim deliveries");
                     if wait_or_stop(&mut shutdown, wait).await {
@@ -146,29 +220,20 @@ impl Dispatch {
                     continue;
                 }
             };
-            ctx.metrics.claimed(claimed.len());
-            let full_batch = claimed.len() == free;
-            backlog = full_batch;
-            for delivery in claimed {
-                let permit = self
-                    .permits
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("a permit per claimed delivery");
-                ctx.limits
-                    .acquire(&delivery.dispatch_key, delivery.max_in_flight);
-                tokio::spawn(attempt::run(ctx.clone(), owner.clone(), delivery, permit));
-            }
-            if full_batch {
+            if backlog {
                 continue;
             }
+            // Slots freed by finished attempts are refilled by the recorder; the dispatcher waits for new
+            // work or for the next delivery to fall due.
             let idle = idle_wait(self.store.as_ref(), self.config.poll_interval_ms).await;
+            self.sleeping_until
+                .store(now_ms() + idle.as_millis() as i64, Ordering::Release);
             tokio::select! {
                 _ = self.work_ready.notified() => {}
-                _ = ctx.slot_freed.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.changed() => return,
             }
+            self.sleeping_until.store(i64::MAX, Ordering::Release);
         }
     }
 }

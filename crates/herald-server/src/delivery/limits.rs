@@ -1,5 +1,5 @@
-//! Per-dispatch-key (endpoint) in-flight counts and request pacing, so one slow or rate-limited endpoint cannot
-//! take the capacity other endpoints need.
+//! Per-dispatch-key (endpoint) request pacing on this node. In-flight limits are not kept here: the store
+//! counts leases per key across every node, and a claim never leases more than a key's free slots.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct KeyState {
     in_flight: u32,
-    max: u32,
     /// Earliest start of the next request under a rate limit.
     next_slot: Option<Instant>,
 }
@@ -21,12 +20,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Count one request starting for `key`, whose limit is `max`.
-    pub fn acquire(&self, key: &str, max: u32) {
+    /// Count one request starting for `key` (its pacing state lives while requests are in flight).
+    pub fn acquire(&self, key: &str) {
         let mut keys = self.keys.lock().expect("limits lock");
-        let state = keys.entry(key.to_string()).or_default();
-        state.in_flight += 1;
-        state.max = max;
+        keys.entry(key.to_string()).or_default().in_flight += 1;
     }
 
     /// Count one request of `key` finished.
@@ -39,15 +36,6 @@ impl Limits {
                 keys.remove(key);
             }
         }
-    }
-
-    /// The keys at their limit.
-    pub fn saturated(&self) -> Vec<String> {
-        let keys = self.keys.lock().expect("limits lock");
-        keys.iter()
-            .filter(|(_, s)| s.in_flight >= s.max)
-            .map(|(k, _)| k.clone())
-            .collect()
     }
 
     /// Requests in flight for `key`.
@@ -77,16 +65,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saturation_follows_counts() {
+    fn counts_follow_requests() {
         let limits = Limits::default();
-        limits.acquire("a", 2);
-        limits.acquire("a", 2);
-        limits.acquire("b", 5);
+        limits.acquire("a");
+        limits.acquire("a");
+        limits.acquire("b");
         assert_eq!(limits.in_flight("a"), 2);
-        assert_eq!(limits.saturated(), vec!["a".to_string()]);
         limits.release("a");
-        assert!(limits.saturated().is_empty());
         assert_eq!(limits.in_flight("a") + limits.in_flight("b"), 2);
+        limits.release("b");
+        assert_eq!(limits.in_flight("b"), 0);
     }
 
     #[test]

@@ -133,9 +133,8 @@ impl Engine {
         } = self;
         let (stop_tx, stop) = watch::channel(false);
         let recorder = tokio::spawn(supervise_recorder(
-            dispatch.store.clone(),
-            dispatch.context.owner.clone(),
-            dispatch.context.metrics.clone(),
+            dispatch.clone(),
+            stop.clone(),
             results,
             liveness.clone(),
         ));
@@ -197,12 +196,16 @@ async fn supervise_dispatcher(
 }
 
 async fn supervise_recorder(
-    store: Arc<dyn Store>,
-    owner: String,
-    metrics: Arc<Metrics>,
+    dispatch: Arc<Dispatch>,
+    stop: watch::Receiver<bool>,
     results: Arc<tokio::sync::Mutex<mpsc::Receiver<AttemptResult>>>,
     liveness: Arc<Liveness>,
 ) {
+    let store = dispatch.store.clone();
+    let owner = dispatch.context.owner.clone();
+    let metrics = dispatch.context.metrics.clone();
+    let weak = Arc::downgrade(&dispatch);
+    drop(dispatch);
     loop {
         liveness.recorder.store(true, Ordering::Release);
         let task = tokio::spawn(recorder::run(
@@ -210,6 +213,10 @@ async fn supervise_recorder(
             owner.clone(),
             metrics.clone(),
             results.clone(),
+            recorder::Refill {
+                dispatch: weak.clone(),
+                stop: stop.clone(),
+            },
         ));
         let ended = task.await;
         liveness.recorder.store(false, Ordering::Release);

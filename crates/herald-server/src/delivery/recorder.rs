@@ -1,41 +1,135 @@
 //! Writes attempt results in batches: whatever has queued up while the previous batch committed goes into the
 //! next one, so recording costs one commit per batch rather than one per delivery.
 //!
+//! The same commit claims work for the slots the batch freed ([`Store::record_and_claim`]), so a busy
+//! endpoint's next deliveries are leased without a round trip of their own. If that combined write fails,
+//! its claim is given back and the results are written on their own, as below.
+//!
 //! No result can block the others. While the store is unavailable a batch is retried with backoff (the
 //! results wait in memory, and the bounded queue in front of the recorder makes attempts wait too). A batch
 //! the store refuses for any other reason is split in halves until the refused result stands alone; that one
 //! is written again without its response body, and if even that fails it is dropped with an error in the log:
 //! its lease then expires and the delivery is attempted again (at-least-once).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use herald_store::{AttemptResult, Store, StoreError};
-use tokio::sync::{mpsc, Mutex};
+use herald_store::{AttemptResult, NextState, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
+use super::dispatcher::Dispatch;
 use crate::failpoint;
 
 /// Most results per commit.
 const MAX_BATCH: usize = 2048;
 
-/// Record results until every sender is gone and the queue is empty.
+/// Where the recorder refills freed slots: the engine's dispatcher state while it runs (weak, so the
+/// recorder never keeps the attempt queue open), and whether the engine is stopping (then nothing is claimed).
+pub struct Refill {
+    pub dispatch: Weak<Dispatch>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Batches being written at once. Their commits overlap, so a batch never waits for the previous one to
+/// become durable.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Record results until every sender is gone, the queue is empty and every batch is written.
 pub async fn run(
     store: Arc<dyn Store>,
     owner: String,
     metrics: Arc<crate::metrics::Metrics>,
     results: Arc<Mutex<mpsc::Receiver<AttemptResult>>>,
+    refill: Refill,
 ) {
     let mut results = results.lock().await;
+    let writing = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         failpoint::check(failpoint::points::RECORDER, &owner);
+        let turn = writing
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         if results.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+            break;
         }
-        let (n, started) = (batch.len(), std::time::Instant::now());
-        record(store.as_ref(), std::mem::take(&mut batch)).await;
-        metrics.recorded(n, started.elapsed().as_secs_f64());
+        let dispatch = (!*refill.stop.borrow())
+            .then(|| refill.dispatch.upgrade())
+            .flatten();
+        tokio::spawn(write_batch(
+            store.clone(),
+            metrics.clone(),
+            std::mem::take(&mut batch),
+            dispatch,
+            turn,
+        ));
     }
+    let _ = writing.acquire_many(BATCHES_IN_FLIGHT as u32).await;
+}
+
+/// Write one batch and, when slots are free, claim their refill in the same commit; the refill's attempts
+/// start as soon as the claim is made, before the commit is durable.
+async fn write_batch(
+    store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
+    batch: Vec<AttemptResult>,
+    dispatch: Option<Arc<Dispatch>>,
+    _turn: OwnedSemaphorePermit,
+) {
+    let (n, started) = (batch.len(), std::time::Instant::now());
+    let earliest_retry = batch
+        .iter()
+        .filter_map(|r| match r.next {
+            NextState::RetryAt(at) => Some(at),
+            _ => None,
+        })
+        .min();
+    let reservation = dispatch.as_ref().and_then(|d| d.reserve());
+    match (dispatch, reservation) {
+        (Some(dispatch), Some(reservation)) => {
+            let (owner, request) = (reservation.owner.clone(), reservation.request.clone());
+            let (claimed, claim) = oneshot::channel();
+            let starting = async {
+                match claim.await {
+                    Ok(claim) => dispatch.start(claim, reservation),
+                    Err(_) => {
+                        drop(reservation);
+                        dispatch.context.slot_freed.notify_one();
+                        false
+                    }
+                }
+            };
+            let (written, more) = tokio::join!(
+                store.record_and_claim(batch.clone(), &request, claimed),
+                starting
+            );
+            match written {
+                Ok(()) if more => dispatch.work_ready.notify_one(),
+                Ok(()) => {
+                    if let Some(at) = earliest_retry {
+                        dispatch.due_at(at);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, results = n,
+                        "cannot record attempts and refill their slots; recording them alone");
+                    dispatch.unsettled(&owner);
+                    record(store.as_ref(), batch).await;
+                    dispatch.work_ready.notify_one();
+                }
+            }
+        }
+        (dispatch, _) => {
+            record(store.as_ref(), batch).await;
+            // The slots these results freed are the dispatcher's to refill.
+            if let Some(dispatch) = dispatch {
+                dispatch.work_ready.notify_one();
+            }
+        }
+    }
+    metrics.recorded(n, started.elapsed().as_secs_f64());
 }
 
 /// Where results are written: the store, or a stand-in in tests.

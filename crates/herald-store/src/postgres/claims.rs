@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use super::rows::get;
 use super::{pg_error, PostgresStore};
-use crate::claiming::{select, CandidateRow, CANDIDATE_COLUMNS, SCAN_FACTOR};
+use crate::claiming::{
+    free_slots, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, Selection,
+    CANDIDATE_COLUMNS, WALK,
+};
 use crate::error::StoreResult;
 use crate::model::*;
 
@@ -51,60 +54,175 @@ fn candidate_row(row: &Row) -> StoreResult<CandidateRow> {
     })
 }
 
-pub async fn claim_due(
-    store: &PostgresStore,
-    request: &ClaimRequest,
-) -> StoreResult<Vec<ClaimedDelivery>> {
-    if request.limit == 0 {
-        return Ok(Vec::new());
-    }
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+/// Up to `n` keys with a due time, in key order after `after`.
+async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
+    let stmt = tx
+        .prepare_cached(crate::sql::WALK_KEYS)
         .await
         .map_err(pg_error)?;
-    let scan = (request.limit * SCAN_FACTOR) as i64;
-    let sql = format!(
-        "WITH picked AS (SELECT id, due_ms FROM deliveries \
-           WHERE due_ms <= $1 AND dispatch_key <> ALL($2) ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         SELECT {CANDIDATE_COLUMNS} FROM picked p JOIN deliveries d ON d.id = p.id \
-         JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id ORDER BY p.due_ms"
-    );
-    let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
     let rows = tx
-        .query(&stmt, &[&request.now_ms, &request.saturated, &scan])
+        .query(&stmt, &[&after, &(n as i32)])
         .await
         .map_err(pg_error)?;
-    let rows = rows
-        .iter()
-        .map(candidate_row)
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(min_due_ms) = get::<Option<i64>>(row, 1)? {
+            out.push(KeyDue {
+                key: get(row, 0)?,
+                min_due_ms,
+                max_in_flight: get(row, 2)?,
+            });
+        }
+    }
+    Ok(out)
+}
 
-    // In flight across the cluster, per key among the candidates (leases that have not expired).
-    let keys: Vec<&str> = rows.iter().map(|r| r.dispatch_key.as_str()).collect();
+/// Unexpired leases per dispatch key, for `keys`, across the cluster.
+async fn leases_per_key(
+    tx: &Transaction<'_>,
+    keys: &[&str],
+    now_ms: i64,
+) -> StoreResult<HashMap<String, u32>> {
+    let mut in_flight = HashMap::new();
+    if keys.is_empty() {
+        return Ok(in_flight);
+    }
     let counted = tx
         .query(
             "SELECT dispatch_key, COUNT(*) FROM deliveries WHERE status = 'in_progress' AND due_ms > $1 \
              AND dispatch_key = ANY($2) GROUP BY dispatch_key",
-            &[&request.now_ms, &keys],
+            &[&now_ms, &keys],
         )
         .await
         .map_err(pg_error)?;
-    let mut in_flight = HashMap::new();
     for row in &counted {
         in_flight.insert(
             get::<String>(row, 0)?,
             get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
         );
     }
+    Ok(in_flight)
+}
+
+/// The ids of each key's oldest due rows, at most its free slots, in the keys' order.
+async fn oldest_due(
+    tx: &Transaction<'_>,
+    free: &[(String, usize)],
+    now_ms: i64,
+) -> StoreResult<Vec<(String, Vec<String>)>> {
+    if free.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = free.iter().map(|(k, _)| k.as_str()).collect();
+    let counts: Vec<i64> = free.iter().map(|(_, n)| *n as i64).collect();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT k.ord, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
+             CROSS JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
+                                 ORDER BY due_ms LIMIT k.n) p ORDER BY k.ord, p.due_ms",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = tx
+        .query(&stmt, &[&now_ms, &keys, &counts])
+        .await
+        .map_err(pg_error)?;
+    let mut offers: Vec<(String, Vec<String>)> =
+        free.iter().map(|(k, _)| (k.clone(), Vec::new())).collect();
+    for row in &rows {
+        let ord: i64 = get(row, 0)?;
+        if let Some((_, ids)) = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| offers.get_mut(i))
+        {
+            ids.push(get(row, 1)?);
+        }
+    }
+    Ok(offers)
+}
+
+/// Lease due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
+/// ([`CLAIM_LOCK`]), so the lease counts they read are exact.
+pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResult<Claim> {
+    if request.limit == 0 {
+        return Ok(Claim {
+            next_key: request.after_key.clone(),
+            ..Claim::default()
+        });
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+        .await
+        .map_err(pg_error)?;
+    let now = request.now_ms;
+    let first = walk(tx, &request.after_key, WALK).await?;
+    let second = match wrap_needed(first.len(), &request.after_key) {
+        Some(n) => Some((walk(tx, "", n).await?, n)),
+        None => None,
+    };
+    let (walked, complete) = merge_wrapped(first, second, &request.after_key);
+    let due: Vec<&str> = walked
+        .iter()
+        .filter(|k| k.min_due_ms <= now)
+        .map(|k| k.key.as_str())
+        .collect();
+    let in_flight = leases_per_key(tx, &due, now).await?;
+    let free = free_slots(
+        &walked,
+        &in_flight,
+        request.limit,
+        now,
+        request.default_max_in_flight,
+    );
+    let offers = oldest_due(tx, &free, now).await?;
+    let plan = share(
+        offers,
+        request.limit,
+        walked.last().map(|k| k.key.as_str()),
+        complete,
+        &request.after_key,
+    );
+    let rows = if plan.picked.is_empty() {
+        Vec::new()
+    } else {
+        // Locked here, and checked again: still due, not leased by a claim that committed meanwhile.
+        let sql = format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+             LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
+             WHERE d.id = ANY($1) AND d.due_ms <= $2 ORDER BY d.dispatch_key, d.due_ms FOR UPDATE OF d SKIP LOCKED"
+        );
+        let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
+        tx.query(&stmt, &[&plan.picked, &now])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(candidate_row)
+            .collect::<StoreResult<Vec<_>>>()?
+    };
     let selection = select(
         rows,
         &in_flight,
         request.limit,
-        request.now_ms,
+        now,
         request.lease_ms,
         request.default_max_in_flight,
     )?;
+    let set_aside = !selection.endpoint_deleted.is_empty()
+        || !selection.endpoint_disabled.is_empty()
+        || !selection.quarantined.is_empty();
+    write_selection(tx, &selection, request).await?;
+    Ok(Claim {
+        deliveries: selection.leased.into_iter().map(|(d, _)| d).collect(),
+        next_key: plan.next_key,
+        more: plan.more || set_aside,
+    })
+}
+
+/// Cancel, park, quarantine and lease what the claim selected.
+async fn write_selection(
+    tx: &Transaction<'_>,
+    selection: &Selection,
+    request: &ClaimRequest,
+) -> StoreResult<()> {
     if !selection.endpoint_deleted.is_empty() {
         tx.execute(
             "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
@@ -149,96 +267,42 @@ pub async fn claim_due(
             .await
             .map_err(pg_error)?;
     }
-    tx.commit().await.map_err(pg_error)?;
-    Ok(selection.leased.into_iter().map(|(d, _)| d).collect())
+    Ok(())
 }
 
+/// Lease due work in a transaction of its own.
+pub async fn claim_due(store: &PostgresStore, request: &ClaimRequest) -> StoreResult<Claim> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let claim = claim_in(&tx, request).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(claim)
+}
+
+/// Record `results` in a transaction of its own.
 pub async fn record_attempts(store: &PostgresStore, results: &[AttemptResult]) -> StoreResult<()> {
     if results.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = results.iter().map(|r| r.delivery_id.as_str()).collect();
-    let owners: Vec<&str> = results.iter().map(|r| r.owner.as_str()).collect();
-    let numbers: Vec<i64> = results
-        .iter()
-        .map(|r| i64::from(r.attempt.number))
-        .collect();
-    let started: Vec<i64> = results.iter().map(|r| r.attempt.started_ms).collect();
-    let durations: Vec<i64> = results
-        .iter()
-        .map(|r| i64::from(r.attempt.duration_ms))
-        .collect();
-    let codes: Vec<Option<i64>> = results
-        .iter()
-        .map(|r| r.attempt.status_code.map(i64::from))
-        .collect();
-    let errors: Vec<Option<&str>> = results.iter().map(|r| r.attempt.error.as_deref()).collect();
-    let bodies: Vec<Option<&str>> = results
-        .iter()
-        .map(|r| r.attempt.response_body.as_deref())
-        .collect();
-    let statuses: Vec<&str> = results
-        .iter()
-        .map(|r| match r.next {
-            NextState::Delivered => "delivered",
-            NextState::RetryAt(_) => "retrying",
-            NextState::Failed => "failed",
-        })
-        .collect();
-    let dues: Vec<Option<i64>> = results
-        .iter()
-        .map(|r| {
-            if let NextState::RetryAt(at) = r.next {
-                Some(at)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let was_4xx: Vec<i64> = results.iter().map(|r| i64::from(r.was_4xx)).collect();
-    let nows: Vec<i64> = results.iter().map(|r| r.now_ms).collect();
-
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    // Logged unless another worker now holds the lease (a result from a lost lease).
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
-             SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
-                         $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress' \
-                               AND d.lease_owner <> u.owner) \
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg_error)?;
-    tx.execute(
-        &insert,
-        &[
-            &ids, &owners, &numbers, &started, &durations, &codes, &errors, &bodies,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    let advance = tx
-        .prepare_cached(
-            "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
-             due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
-                         $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
-             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress'",
-        )
-        .await
-        .map_err(pg_error)?;
-    tx.execute(
-        &advance,
-        &[
-            &ids, &owners, &statuses, &numbers, &was_4xx, &dues, &codes, &errors, &nows,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
+    super::records::record_in(&tx, results).await?;
+    tx.commit().await.map_err(pg_error)
+}
+
+/// Record `results`, then claim, in one transaction; the claim is handed over before the commit (its rows
+/// stay locked by this transaction until then, so no other claim can take them).
+pub async fn record_and_claim(
+    store: &PostgresStore,
+    results: &[AttemptResult],
+    request: &ClaimRequest,
+    claimed: tokio::sync::oneshot::Sender<Claim>,
+) -> StoreResult<()> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    super::records::record_in(&tx, results).await?;
+    let claim = claim_in(&tx, request).await?;
+    let _ = claimed.send(claim);
     tx.commit().await.map_err(pg_error)
 }
 

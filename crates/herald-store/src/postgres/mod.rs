@@ -15,6 +15,7 @@ mod endpoints;
 mod jobs;
 mod listen;
 mod publish;
+mod records;
 mod rows;
 mod schema;
 mod store_impl;

@@ -10,7 +10,12 @@ use crate::error::StoreResult;
 const MIGRATION_LOCK: i64 = 0x4865_7261_6c64_4d31;
 
 /// `(version, SQL)`; append only, never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS), (3, crate::sql::TOKENS_MIGRATION)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, INITIAL),
+    (2, JOBS),
+    (3, crate::sql::TOKENS_MIGRATION),
+    (4, crate::sql::KEY_DUE_MIGRATION),
+];
 
 const JOBS: &str = r#"
 ALTER TABLE deliveries ADD COLUMN auth TEXT;

@@ -380,12 +380,22 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Claim> {
         self.timed(claims::claim_due(self, request)).await
     }
 
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()> {
         self.timed(claims::record_attempts(self, &results)).await
+    }
+
+    async fn record_and_claim(
+        &self,
+        results: Vec<AttemptResult>,
+        request: &ClaimRequest,
+        claimed: tokio::sync::oneshot::Sender<Claim>,
+    ) -> StoreResult<()> {
+        self.timed(claims::record_and_claim(self, &results, request, claimed))
+            .await
     }
 
     async fn release_owner(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {

@@ -1,10 +1,13 @@
 //! The delivery engine's side of the store: leasing due work, recording attempts, releasing leases, purging.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection, Row};
 
-use crate::claiming::{select, CandidateRow, CANDIDATE_COLUMNS, SCAN_FACTOR};
+use crate::claiming::{
+    free_slots, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, CANDIDATE_COLUMNS,
+    WALK,
+};
 use crate::error::StoreResult;
 use crate::model::*;
 
@@ -48,13 +51,12 @@ fn candidate_row(row: &Row) -> rusqlite::Result<CandidateRow> {
     })
 }
 
-/// Unexpired leases per dispatch key among the candidates' keys.
+/// Unexpired leases per dispatch key, for `keys`.
 fn leases_per_key(
     conn: &Connection,
-    rows: &[CandidateRow],
+    keys: &[&str],
     now_ms: i64,
 ) -> StoreResult<HashMap<String, u32>> {
-    let keys: BTreeSet<&str> = rows.iter().map(|r| r.dispatch_key.as_str()).collect();
     let mut count = conn.prepare_cached(
         "SELECT COUNT(*) FROM deliveries WHERE status = 'in_progress' AND dispatch_key = ?1 AND due_ms > ?2",
     )?;
@@ -68,31 +70,94 @@ fn leases_per_key(
     Ok(out)
 }
 
-pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+/// Up to `n` keys with a due time, in key order after `after`.
+fn walk(conn: &Connection, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
+    let rows = conn
+        .prepare_cached(crate::sql::WALK_KEYS)?
+        .query_map(params![after, n as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, due, max_in_flight)| {
+            due.map(|min_due_ms| KeyDue {
+                key,
+                min_due_ms,
+                max_in_flight,
+            })
+        })
+        .collect())
+}
+
+pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim> {
     if request.limit == 0 {
-        return Ok(Vec::new());
+        return Ok(Claim {
+            next_key: request.after_key.clone(),
+            more: false,
+            ..Claim::default()
+        });
     }
-    let saturated = serde_json::to_string(&request.saturated)?;
-    let scan = (request.limit * SCAN_FACTOR) as i64;
-    let rows: Vec<CandidateRow> = conn
-        .prepare_cached(&format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
-             WHERE d.due_ms IS NOT NULL AND d.due_ms <= ?1 \
-               AND d.dispatch_key NOT IN (SELECT value FROM json_each(?2)) \
-             ORDER BY d.due_ms LIMIT ?3"
-        ))?
-        .query_map(params![request.now_ms, saturated, scan], candidate_row)?
-        .collect::<Result<_, _>>()?;
-    let in_flight = leases_per_key(conn, &rows, request.now_ms)?;
+    let now = request.now_ms;
+    let first = walk(conn, &request.after_key, WALK)?;
+    let second = match wrap_needed(first.len(), &request.after_key) {
+        Some(n) => Some((walk(conn, "", n)?, n)),
+        None => None,
+    };
+    let (walked, complete) = merge_wrapped(first, second, &request.after_key);
+    let due: Vec<&str> = walked
+        .iter()
+        .filter(|k| k.min_due_ms <= now)
+        .map(|k| k.key.as_str())
+        .collect();
+    let in_flight = leases_per_key(conn, &due, now)?;
+    let mut oldest = conn.prepare_cached(
+        "SELECT id FROM deliveries WHERE dispatch_key = ?1 AND due_ms IS NOT NULL AND due_ms <= ?2 \
+         ORDER BY due_ms LIMIT ?3",
+    )?;
+    let mut offers = Vec::new();
+    for (key, free) in free_slots(
+        &walked,
+        &in_flight,
+        request.limit,
+        now,
+        request.default_max_in_flight,
+    ) {
+        let ids: Vec<String> = oldest
+            .query_map(params![key, now, free as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        offers.push((key, ids));
+    }
+    let plan = share(
+        offers,
+        request.limit,
+        walked.last().map(|k| k.key.as_str()),
+        complete,
+        &request.after_key,
+    );
+    let mut fetch = conn.prepare_cached(&format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
+         LEFT JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?1"
+    ))?;
+    let mut rows: Vec<CandidateRow> = Vec::with_capacity(plan.picked.len());
+    for id in &plan.picked {
+        rows.push(fetch.query_row([id], candidate_row)?);
+    }
     let selection = select(
         rows,
         &in_flight,
         request.limit,
-        request.now_ms,
+        now,
         request.lease_ms,
         request.default_max_in_flight,
     )?;
+    let set_aside = !selection.endpoint_deleted.is_empty()
+        || !selection.endpoint_disabled.is_empty()
+        || !selection.quarantined.is_empty();
     let mut lease = conn.prepare_cached(
         "UPDATE deliveries SET status = 'in_progress', lease_owner = ?2, due_ms = ?3, updated_ms = ?4 WHERE id = ?1",
     )?;
@@ -102,26 +167,25 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<C
     )?;
     let mut park = conn.prepare_cached(PARK)?;
     for id in &selection.endpoint_deleted {
-        cancel.execute(params![id, request.now_ms])?;
+        cancel.execute(params![id, now])?;
     }
     for id in &selection.endpoint_disabled {
-        park.execute(params![id, request.now_ms])?;
+        park.execute(params![id, now])?;
     }
     for (id, reason) in &selection.quarantined {
         conn.prepare_cached(crate::sql::QUARANTINE_DELIVERY)?
-            .execute(params![reason, request.now_ms, id])?;
+            .execute(params![reason, now, id])?;
     }
-    let mut claimed = Vec::with_capacity(selection.leased.len());
+    let mut deliveries = Vec::with_capacity(selection.leased.len());
     for (delivery, lease_until) in selection.leased {
-        lease.execute(params![
-            delivery.id,
-            request.owner,
-            lease_until,
-            request.now_ms
-        ])?;
-        claimed.push(delivery);
+        lease.execute(params![delivery.id, request.owner, lease_until, now])?;
+        deliveries.push(delivery);
     }
-    Ok(claimed)
+    Ok(Claim {
+        deliveries,
+        next_key: plan.next_key,
+        more: plan.more || set_aside,
+    })
 }
 
 pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreResult<()> {

@@ -5,7 +5,12 @@ use rusqlite::Connection;
 use crate::error::StoreResult;
 
 /// `(version, SQL)`; append only, never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, INITIAL), (2, JOBS), (3, crate::sql::TOKENS_MIGRATION)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, INITIAL),
+    (2, JOBS),
+    (3, crate::sql::TOKENS_MIGRATION),
+    (4, crate::sql::KEY_DUE_MIGRATION),
+];
 
 const JOBS: &str = r#"
 ALTER TABLE deliveries ADD COLUMN auth TEXT;

@@ -375,7 +375,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Claim> {
         let request = request.clone();
         self.writer
             .write(move |ctx| claims::claim_due(&ctx.conn, &request))
@@ -385,6 +385,24 @@ impl Store for SqliteStore {
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()> {
         self.writer
             .write(move |ctx| claims::record_attempts(&ctx.conn, &results))
+            .await
+    }
+
+    async fn record_and_claim(
+        &self,
+        results: Vec<AttemptResult>,
+        request: &ClaimRequest,
+        claimed: tokio::sync::oneshot::Sender<Claim>,
+    ) -> StoreResult<()> {
+        let request = request.clone();
+        // Not atomic: if the claim fails after the results were written, they commit with the group and the
+        // caller's second write of them changes nothing (it is guarded by the lease owner).
+        self.writer
+            .write(move |ctx| {
+                claims::record_attempts(&ctx.conn, &results)?;
+                let _ = claimed.send(claims::claim_due(&ctx.conn, &request)?);
+                Ok(())
+            })
             .await
     }
 

@@ -25,7 +25,7 @@ pub async fn claims_are_exclusive(store: Shared) {
             let store = store.clone();
             tokio::spawn(async move {
                 let request = claim_request(&format!("owner-{i}"), now, 100);
-                store.claim_due(&request).await.unwrap()
+                store.claim_due(&request).await.unwrap().deliveries
             })
         })
         .collect();
@@ -132,7 +132,8 @@ pub async fn per_key_limits(store: Shared) {
     let first = store
         .claim_due(&claim_request("w1", now, 50))
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(first.len(), 3);
     let key = first[0].dispatch_key.clone();
     assert!(first
@@ -143,6 +144,7 @@ pub async fn per_key_limits(store: Shared) {
         .claim_due(&claim_request("w2", now, 50))
         .await
         .unwrap()
+        .deliveries
         .is_empty());
 
     // One result recorded frees one slot.
@@ -161,20 +163,17 @@ pub async fn per_key_limits(store: Shared) {
     let second = store
         .claim_due(&claim_request("w2", now + 2, 50))
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(second.len(), 1);
-
-    // A worker that knows the key is saturated skips it without reading its rows.
-    let mut request = claim_request("w2", now + 2, 50);
-    request.saturated = vec![key.clone()];
-    assert!(store.claim_due(&request).await.unwrap().is_empty());
 
     // Expired leases no longer count: their deliveries and the free slots are claimable again.
     let later = now + 2 + LEASE_SPAN + 1;
     let third = store
         .claim_due(&claim_request("w3", later, 50))
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(third.len(), 3);
 
     // Direct deliveries, without an endpoint, use the request's default limit, per host.
@@ -191,21 +190,30 @@ pub async fn per_key_limits(store: Shared) {
     }
     let mut request = claim_request("w", later, 50);
     request.default_max_in_flight = 2;
-    request.saturated = vec![key.clone()];
-    let direct = store.claim_due(&request).await.unwrap();
+    let direct = store.claim_due(&request).await.unwrap().deliveries;
     assert_eq!(direct.len(), 2);
     assert!(direct
         .iter()
         .all(|c| c.endpoint_id.is_none() && c.max_in_flight == 2));
     assert_eq!(direct[0].dispatch_key, direct[1].dispatch_key);
-    assert!(store.claim_due(&request).await.unwrap().is_empty());
+    assert!(store
+        .claim_due(&request)
+        .await
+        .unwrap()
+        .deliveries
+        .is_empty());
 
     // `limit` caps the batch.
     let mut request = claim_request("w", later, 1);
     request.default_max_in_flight = 100;
-    assert_eq!(store.claim_due(&request).await.unwrap().len(), 1);
+    assert_eq!(store.claim_due(&request).await.unwrap().deliveries.len(), 1);
     request.limit = 0;
-    assert!(store.claim_due(&request).await.unwrap().is_empty());
+    assert!(store
+        .claim_due(&request)
+        .await
+        .unwrap()
+        .deliveries
+        .is_empty());
 }
 
 /// Leases given back are claimable at once and the delivery keeps its waiting status.

@@ -14,6 +14,7 @@ pub mod guarded;
 pub mod jobs;
 pub mod operator;
 pub mod publish;
+pub mod scheduling;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -56,6 +57,9 @@ macro_rules! contract_tests {
             publish::direct_and_event_bodies,
             claims::claims_are_exclusive,
             claims::per_key_limits,
+            scheduling::claims_interleave_keys,
+            scheduling::the_walk_resumes_where_it_stopped,
+            scheduling::record_and_claim_refills_freed_slots,
             attempts::record_attempts,
             attempts::lost_lease_keeps_attempt_history,
             operator::operator_actions,
@@ -195,14 +199,14 @@ pub fn new_direct(tenant: &str, url: &str, payload: &str, now_ms: i64) -> NewDir
     }
 }
 
-/// A claim with no in-flight work and no saturated keys.
+/// A claim that starts the round robin at the first key.
 pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
     ClaimRequest {
         owner: owner.to_string(),
         now_ms,
         lease_ms: LEASE_MS,
         limit,
-        saturated: Vec::new(),
+        after_key: String::new(),
         default_max_in_flight: 1_000,
     }
 }
@@ -213,6 +217,7 @@ pub async fn claim(store: &Shared, owner: &str, now_ms: i64) -> Vec<ClaimedDeliv
         .claim_due(&claim_request(owner, now_ms, 10_000))
         .await
         .expect("claim_due")
+        .deliveries
 }
 
 /// The ids of some claimed deliveries.

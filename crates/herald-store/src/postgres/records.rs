@@ -1,0 +1,95 @@
+//! Recording attempt results on PostgreSQL: a batch of results is two statements, whatever its size.
+
+use deadpool_postgres::Transaction;
+
+use super::pg_error;
+use crate::error::StoreResult;
+use crate::model::*;
+
+/// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements.
+pub async fn record_in(tx: &Transaction<'_>, results: &[AttemptResult]) -> StoreResult<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = results.iter().map(|r| r.delivery_id.as_str()).collect();
+    let owners: Vec<&str> = results.iter().map(|r| r.owner.as_str()).collect();
+    let numbers: Vec<i64> = results
+        .iter()
+        .map(|r| i64::from(r.attempt.number))
+        .collect();
+    let started: Vec<i64> = results.iter().map(|r| r.attempt.started_ms).collect();
+    let durations: Vec<i64> = results
+        .iter()
+        .map(|r| i64::from(r.attempt.duration_ms))
+        .collect();
+    let codes: Vec<Option<i64>> = results
+        .iter()
+        .map(|r| r.attempt.status_code.map(i64::from))
+        .collect();
+    let errors: Vec<Option<&str>> = results.iter().map(|r| r.attempt.error.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = results
+        .iter()
+        .map(|r| r.attempt.response_body.as_deref())
+        .collect();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| match r.next {
+            NextState::Delivered => "delivered",
+            NextState::RetryAt(_) => "retrying",
+            NextState::Failed => "failed",
+        })
+        .collect();
+    let dues: Vec<Option<i64>> = results
+        .iter()
+        .map(|r| {
+            if let NextState::RetryAt(at) = r.next {
+                Some(at)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let was_4xx: Vec<i64> = results.iter().map(|r| i64::from(r.was_4xx)).collect();
+    let nows: Vec<i64> = results.iter().map(|r| r.now_ms).collect();
+
+    // Logged unless another worker now holds the lease (a result from a lost lease).
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
+             SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
+                         $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress' \
+                               AND d.lease_owner <> u.owner) \
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &insert,
+        &[
+            &ids, &owners, &numbers, &started, &durations, &codes, &errors, &bodies,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    let advance = tx
+        .prepare_cached(
+            "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
+             due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                         $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
+             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress'",
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &advance,
+        &[
+            &ids, &owners, &statuses, &numbers, &was_4xx, &dues, &codes, &errors, &nows,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
