@@ -76,6 +76,14 @@ pub fn wrap_needed(got: usize, after_key: &str) -> Option<usize> {
     (got < WALK && !after_key.is_empty()).then(|| WALK - got)
 }
 
+/// A key's `max_in_flight`: its endpoint's, or `default_max_in_flight` for direct keys; at least 1.
+pub fn key_limit(key: &KeyDue, default_max_in_flight: u32) -> u32 {
+    key.max_in_flight
+        .map(to_u32)
+        .unwrap_or(default_max_in_flight)
+        .max(1)
+}
+
 /// The due keys of a walk (`walked`, in visiting order) that have free slots, each with how many: its
 /// `max_in_flight` (or `default_max_in_flight`) minus its unexpired leases (`in_flight`), at most `limit`.
 pub fn free_slots(
@@ -89,11 +97,7 @@ pub fn free_slots(
         .iter()
         .filter(|k| k.min_due_ms <= now_ms)
         .filter_map(|k| {
-            let max = k
-                .max_in_flight
-                .map(to_u32)
-                .unwrap_or(default_max_in_flight)
-                .max(1);
+            let max = key_limit(k, default_max_in_flight);
             let used = in_flight.get(&k.key).copied().unwrap_or(0);
             let free = (max.saturating_sub(used) as usize).min(limit);
             (free > 0).then(|| (k.key.clone(), free))

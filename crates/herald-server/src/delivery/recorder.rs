@@ -3,7 +3,8 @@
 //!
 //! The same commit claims work for the slots the batch freed ([`Store::record_and_claim`]), so a busy
 //! endpoint's next deliveries are leased without a round trip of their own. If that combined write fails,
-//! its claim is given back and the results are written on their own, as below.
+//! its claim is given back and the results are written on their own, as below. The store says how many
+//! batches may be written at once (`Store::record_batches_in_flight`).
 //!
 //! No result can block the others. While the store is unavailable a batch is retried with backoff (the
 //! results wait in memory, and the bounded queue in front of the recorder makes attempts wait too). A batch
@@ -14,7 +15,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use herald_store::{AttemptResult, NextState, Store, StoreError};
+use herald_store::{AttemptResult, Claim, NextState, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::dispatcher::Dispatch;
@@ -30,10 +31,6 @@ pub struct Refill {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Batches being written at once. Their commits overlap, so a batch never waits for the previous one to
-/// become durable.
-const BATCHES_IN_FLIGHT: usize = 4;
-
 /// Record results until every sender is gone, the queue is empty and every batch is written.
 pub async fn run(
     store: Arc<dyn Store>,
@@ -43,7 +40,9 @@ pub async fn run(
     refill: Refill,
 ) {
     let mut results = results.lock().await;
-    let writing = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    // Batches written at once, as the store prefers (`Store::record_batches_in_flight`).
+    let in_flight = store.record_batches_in_flight().max(1);
+    let writing = Arc::new(Semaphore::new(in_flight));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         failpoint::check(failpoint::points::RECORDER, &owner);
@@ -66,7 +65,7 @@ pub async fn run(
             turn,
         ));
     }
-    let _ = writing.acquire_many(BATCHES_IN_FLIGHT as u32).await;
+    let _ = writing.acquire_many(in_flight as u32).await;
 }
 
 /// Write one batch and, when slots are free, claim their refill in the same commit; the refill's attempts
@@ -90,10 +89,17 @@ async fn write_batch(
     match (dispatch, reservation) {
         (Some(dispatch), Some(reservation)) => {
             let (owner, request) = (reservation.owner.clone(), reservation.request.clone());
-            let (claimed, claim) = oneshot::channel();
+            let (claimed, claim) = oneshot::channel::<Claim>();
             let starting = async {
                 match claim.await {
-                    Ok(claim) => dispatch.start(claim, reservation),
+                    Ok(claim) => {
+                        tracing::debug!(
+                            claimed = claim.deliveries.len(),
+                            after_us = started.elapsed().as_micros() as u64,
+                            "refilled freed slots"
+                        );
+                        dispatch.start(claim, reservation)
+                    }
                     Err(_) => {
                         drop(reservation);
                         dispatch.context.slot_freed.notify_one();
@@ -129,7 +135,13 @@ async fn write_batch(
             }
         }
     }
-    metrics.recorded(n, started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    tracing::debug!(
+        results = n,
+        elapsed_us = elapsed.as_micros() as u64,
+        "recorded a batch"
+    );
+    metrics.recorded(n, elapsed.as_secs_f64());
 }
 
 /// Where results are written: the store, or a stand-in in tests.

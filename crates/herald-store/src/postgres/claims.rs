@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    free_slots, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, Selection,
+    key_limit, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, Selection,
     CANDIDATE_COLUMNS, WALK,
 };
 use crate::error::StoreResult;
@@ -77,68 +77,53 @@ async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<Ke
     Ok(out)
 }
 
-/// Unexpired leases per dispatch key, for `keys`, across the cluster.
-async fn leases_per_key(
+/// What one statement reads for the due keys of a walk: each key's unexpired leases across the cluster, and
+/// the ids of its oldest due rows, at most its free slots (`max_in_flight` minus those leases, at most
+/// `limit`), in the keys' order.
+async fn leases_and_oldest(
     tx: &Transaction<'_>,
-    keys: &[&str],
+    due: &[(&str, i64)],
+    limit: usize,
     now_ms: i64,
-) -> StoreResult<HashMap<String, u32>> {
+) -> StoreResult<(HashMap<String, u32>, Vec<(String, Vec<String>)>)> {
     let mut in_flight = HashMap::new();
-    if keys.is_empty() {
-        return Ok(in_flight);
+    if due.is_empty() {
+        return Ok((in_flight, Vec::new()));
     }
-    let counted = tx
-        .query(
-            "SELECT dispatch_key, COUNT(*) FROM deliveries WHERE status = 'in_progress' AND due_ms > $1 \
-             AND dispatch_key = ANY($2) GROUP BY dispatch_key",
-            &[&now_ms, &keys],
-        )
-        .await
-        .map_err(pg_error)?;
-    for row in &counted {
-        in_flight.insert(
-            get::<String>(row, 0)?,
-            get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
-        );
-    }
-    Ok(in_flight)
-}
-
-/// The ids of each key's oldest due rows, at most its free slots, in the keys' order.
-async fn oldest_due(
-    tx: &Transaction<'_>,
-    free: &[(String, usize)],
-    now_ms: i64,
-) -> StoreResult<Vec<(String, Vec<String>)>> {
-    if free.is_empty() {
-        return Ok(Vec::new());
-    }
-    let keys: Vec<&str> = free.iter().map(|(k, _)| k.as_str()).collect();
-    let counts: Vec<i64> = free.iter().map(|(_, n)| *n as i64).collect();
+    let keys: Vec<&str> = due.iter().map(|(k, _)| *k).collect();
+    let maxes: Vec<i64> = due.iter().map(|(_, m)| *m).collect();
     let stmt = tx
         .prepare_cached(
-            "SELECT k.ord, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
-             CROSS JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
-                                 ORDER BY due_ms LIMIT k.n) p ORDER BY k.ord, p.due_ms",
+            "SELECT k.ord, c.n, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, max, ord) \
+             CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM deliveries \
+                 WHERE dispatch_key = k.key AND status = 'in_progress' AND due_ms > $1) c \
+             LEFT JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
+                 ORDER BY due_ms LIMIT LEAST(GREATEST(k.max - c.n, 0), $4)) p ON true \
+             ORDER BY k.ord, p.due_ms",
         )
         .await
         .map_err(pg_error)?;
     let rows = tx
-        .query(&stmt, &[&now_ms, &keys, &counts])
+        .query(&stmt, &[&now_ms, &keys, &maxes, &(limit as i64)])
         .await
         .map_err(pg_error)?;
     let mut offers: Vec<(String, Vec<String>)> =
-        free.iter().map(|(k, _)| (k.clone(), Vec::new())).collect();
+        keys.iter().map(|k| (k.to_string(), Vec::new())).collect();
     for row in &rows {
         let ord: i64 = get(row, 0)?;
-        if let Some((_, ids)) = usize::try_from(ord - 1)
-            .ok()
-            .and_then(|i| offers.get_mut(i))
-        {
-            ids.push(get(row, 1)?);
+        let Some(i) = usize::try_from(ord - 1).ok().filter(|i| *i < offers.len()) else {
+            continue;
+        };
+        let leased = get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32;
+        if leased > 0 {
+            in_flight.insert(offers[i].0.clone(), leased);
+        }
+        if let Some(id) = get::<Option<String>>(row, 2)? {
+            offers[i].1.push(id);
         }
     }
-    Ok(offers)
+    offers.retain(|(_, ids)| !ids.is_empty());
+    Ok((in_flight, offers))
 }
 
 /// Lease due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
@@ -150,30 +135,28 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             ..Claim::default()
         });
     }
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-        .await
-        .map_err(pg_error)?;
     let now = request.now_ms;
+    // The walk only proposes keys; what is free is read under the lock.
     let first = walk(tx, &request.after_key, WALK).await?;
     let second = match wrap_needed(first.len(), &request.after_key) {
         Some(n) => Some((walk(tx, "", n).await?, n)),
         None => None,
     };
     let (walked, complete) = merge_wrapped(first, second, &request.after_key);
-    let due: Vec<&str> = walked
+    let due: Vec<(&str, i64)> = walked
         .iter()
         .filter(|k| k.min_due_ms <= now)
-        .map(|k| k.key.as_str())
+        .map(|k| {
+            let max = key_limit(k, request.default_max_in_flight);
+            (k.key.as_str(), i64::from(max))
+        })
         .collect();
-    let in_flight = leases_per_key(tx, &due, now).await?;
-    let free = free_slots(
-        &walked,
-        &in_flight,
-        request.limit,
-        now,
-        request.default_max_in_flight,
-    );
-    let offers = oldest_due(tx, &free, now).await?;
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
+    let (in_flight, offers) = leases_and_oldest(tx, &due, request.limit, now).await?;
     let plan = share(
         offers,
         request.limit,

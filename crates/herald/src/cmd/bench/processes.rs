@@ -132,8 +132,10 @@ async fn spawn(
     let log = dir.join("child.log");
     let stderr = std::fs::File::create(&log)?;
     let mut cmd = Command::new(exe);
+    // `HERALD_BENCH_LOG` sets the children's log filter (default `warn`), to look into a run.
+    let filter = std::env::var("HERALD_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     cmd.args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
