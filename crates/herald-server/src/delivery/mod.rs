@@ -1,13 +1,14 @@
 //! The delivery engine: claims due deliveries from the store under a lease, sends them concurrently, and records
-//! the outcomes in batches.
+//! the outcomes in batches, refilling the slots they free in the same commit.
 //!
 //! ```text
-//! publish ──commit──► work_ready ──► dispatcher ──claim_due (lease)──► attempt tasks ──► recorder ──record_attempts
-//!                                       ▲                                    │
-//!                                       └──────────── slot_freed ◄───────────┘
+//! publish ──commit──► work_ready ──► dispatcher ──claim_due (lease)──► attempt tasks ──► recorder
+//!                                                                          ▲                │
+//!                                                                          └─ record_and_claim (refill)
 //! ```
-//! Isolation: a global semaphore bounds requests in flight; per-endpoint limits ([`limits`]) keep one slow
-//! endpoint from taking them all, and saturated endpoints are skipped in the claim itself.
+//! Isolation: a global semaphore bounds requests in flight; the store gives each endpoint at most its free
+//! slots and shares every claim round robin across endpoints, so one slow or busy endpoint cannot take
+//! the capacity the others need.
 
 mod attempt;
 pub mod client;

@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    key_limit, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, Selection,
-    CANDIDATE_COLUMNS, WALK,
+    due_shares, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk, Selection,
+    CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -77,53 +77,68 @@ async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<Ke
     Ok(out)
 }
 
-/// What one statement reads for the due keys of a walk: each key's unexpired leases across the cluster, and
-/// the ids of its oldest due rows, at most its free slots (`max_in_flight` minus those leases, at most
-/// `limit`), in the keys' order.
-async fn leases_and_oldest(
+/// Unexpired leases per dispatch key, for `keys`, across the cluster.
+async fn leases_per_key(
     tx: &Transaction<'_>,
-    due: &[(&str, i64)],
-    limit: usize,
+    keys: &[&str],
     now_ms: i64,
-) -> StoreResult<(HashMap<String, u32>, Vec<(String, Vec<String>)>)> {
+) -> StoreResult<HashMap<String, u32>> {
     let mut in_flight = HashMap::new();
-    if due.is_empty() {
-        return Ok((in_flight, Vec::new()));
+    if keys.is_empty() {
+        return Ok(in_flight);
     }
-    let keys: Vec<&str> = due.iter().map(|(k, _)| *k).collect();
-    let maxes: Vec<i64> = due.iter().map(|(_, m)| *m).collect();
     let stmt = tx
         .prepare_cached(
-            "SELECT k.ord, c.n, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, max, ord) \
-             CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM deliveries \
-                 WHERE dispatch_key = k.key AND status = 'in_progress' AND due_ms > $1) c \
-             LEFT JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
-                 ORDER BY due_ms LIMIT LEAST(GREATEST(k.max - c.n, 0), $4)) p ON true \
-             ORDER BY k.ord, p.due_ms",
+            "SELECT dispatch_key, COUNT(*) FROM deliveries WHERE status = 'in_progress' AND due_ms > $1 \
+             AND dispatch_key = ANY($2) GROUP BY dispatch_key",
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &tx.query(&stmt, &[&now_ms, &keys]).await.map_err(pg_error)? {
+        in_flight.insert(
+            get::<String>(row, 0)?,
+            get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
+        );
+    }
+    Ok(in_flight)
+}
+
+/// One round of reads for a step: the ids of each asked key's oldest due rows (`asks[i]` for `shares[i]`,
+/// 0 for none), in one statement.
+async fn read_round(
+    tx: &Transaction<'_>,
+    gathered: &mut Gathered,
+    shares: &mut [KeyShare],
+    asks: &[usize],
+    now_ms: i64,
+) -> StoreResult<()> {
+    let asked: Vec<usize> = (0..shares.len()).filter(|i| asks[*i] > 0).collect();
+    let keys: Vec<&str> = asked.iter().map(|i| shares[*i].key.as_str()).collect();
+    let counts: Vec<i64> = asked.iter().map(|i| asks[*i] as i64).collect();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT k.ord, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
+             CROSS JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
+                                 ORDER BY due_ms LIMIT k.n) p ORDER BY k.ord, p.due_ms",
         )
         .await
         .map_err(pg_error)?;
     let rows = tx
-        .query(&stmt, &[&now_ms, &keys, &maxes, &(limit as i64)])
+        .query(&stmt, &[&now_ms, &keys, &counts])
         .await
         .map_err(pg_error)?;
-    let mut offers: Vec<(String, Vec<String>)> =
-        keys.iter().map(|k| (k.to_string(), Vec::new())).collect();
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(); asked.len()];
     for row in &rows {
         let ord: i64 = get(row, 0)?;
-        let Some(i) = usize::try_from(ord - 1).ok().filter(|i| *i < offers.len()) else {
-            continue;
-        };
-        let leased = get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32;
-        if leased > 0 {
-            in_flight.insert(offers[i].0.clone(), leased);
-        }
-        if let Some(id) = get::<Option<String>>(row, 2)? {
-            offers[i].1.push(id);
+        if let Some(list) = usize::try_from(ord - 1).ok().and_then(|i| ids.get_mut(i)) {
+            list.push(get(row, 1)?);
         }
     }
-    offers.retain(|(_, ids)| !ids.is_empty());
-    Ok((in_flight, offers))
+    for (j, list) in ids.into_iter().enumerate() {
+        let i = asked[j];
+        gathered.read(&mut shares[i], asks[i], list);
+    }
+    Ok(())
 }
 
 /// Lease due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
@@ -136,34 +151,40 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         });
     }
     let now = request.now_ms;
-    // The walk only proposes keys; what is free is read under the lock.
-    let first = walk(tx, &request.after_key, WALK).await?;
-    let second = match wrap_needed(first.len(), &request.after_key) {
-        Some(n) => Some((walk(tx, "", n).await?, n)),
-        None => None,
-    };
-    let (walked, complete) = merge_wrapped(first, second, &request.after_key);
-    let due: Vec<(&str, i64)> = walked
-        .iter()
-        .filter(|k| k.min_due_ms <= now)
-        .map(|k| {
-            let max = key_limit(k, request.default_max_in_flight);
-            (k.key.as_str(), i64::from(max))
-        })
-        .collect();
-    let lock = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-        .await
-        .map_err(pg_error)?;
-    tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
-    let (in_flight, offers) = leases_and_oldest(tx, &due, request.limit, now).await?;
-    let plan = share(
-        offers,
-        request.limit,
-        walked.last().map(|k| k.key.as_str()),
-        complete,
-        &request.after_key,
-    );
+    let mut walker = KeyWalk::new(&request.after_key);
+    let mut gathered = Gathered::new(request.limit);
+    let mut in_flight = HashMap::new();
+    let (mut last_visited, mut locked) = (None, false);
+    while gathered.remaining > 0 {
+        let Some((after, asked)) = walker.next_step() else {
+            break;
+        };
+        let keys = walker.take(walk(tx, &after, asked).await?, asked);
+        if let Some(k) = keys.last() {
+            last_visited = Some(k.key.clone());
+        }
+        // The walk only proposes keys; what is free is read under the lock.
+        if !locked {
+            let lock = tx
+                .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                .await
+                .map_err(pg_error)?;
+            tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
+            locked = true;
+        }
+        let due: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.min_due_ms <= now)
+            .map(|k| k.key.as_str())
+            .collect();
+        in_flight.extend(leases_per_key(tx, &due, now).await?);
+        let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
+        while let Some(asks) = gathered.next_round(&shares) {
+            read_round(tx, &mut gathered, &mut shares, &asks, now).await?;
+        }
+        gathered.finish_step(shares);
+    }
+    let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
     let rows = if plan.picked.is_empty() {
         Vec::new()
     } else {

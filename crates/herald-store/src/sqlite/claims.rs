@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, Row};
 
 use crate::claiming::{
-    free_slots, merge_wrapped, select, share, wrap_needed, CandidateRow, KeyDue, CANDIDATE_COLUMNS,
-    WALK,
+    due_shares, select, CandidateRow, Gathered, KeyDue, KeyWalk, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -103,42 +102,43 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         });
     }
     let now = request.now_ms;
-    let first = walk(conn, &request.after_key, WALK)?;
-    let second = match wrap_needed(first.len(), &request.after_key) {
-        Some(n) => Some((walk(conn, "", n)?, n)),
-        None => None,
-    };
-    let (walked, complete) = merge_wrapped(first, second, &request.after_key);
-    let due: Vec<&str> = walked
-        .iter()
-        .filter(|k| k.min_due_ms <= now)
-        .map(|k| k.key.as_str())
-        .collect();
-    let in_flight = leases_per_key(conn, &due, now)?;
     let mut oldest = conn.prepare_cached(
         "SELECT id FROM deliveries WHERE dispatch_key = ?1 AND due_ms IS NOT NULL AND due_ms <= ?2 \
          ORDER BY due_ms LIMIT ?3",
     )?;
-    let mut offers = Vec::new();
-    for (key, free) in free_slots(
-        &walked,
-        &in_flight,
-        request.limit,
-        now,
-        request.default_max_in_flight,
-    ) {
-        let ids: Vec<String> = oldest
-            .query_map(params![key, now, free as i64], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        offers.push((key, ids));
+    let mut walker = KeyWalk::new(&request.after_key);
+    let mut gathered = Gathered::new(request.limit);
+    let mut in_flight = HashMap::new();
+    let mut last_visited = None;
+    while gathered.remaining > 0 {
+        let Some((after, asked)) = walker.next_step() else {
+            break;
+        };
+        let keys = walker.take(walk(conn, &after, asked)?, asked);
+        if let Some(k) = keys.last() {
+            last_visited = Some(k.key.clone());
+        }
+        let due: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.min_due_ms <= now)
+            .map(|k| k.key.as_str())
+            .collect();
+        in_flight.extend(leases_per_key(conn, &due, now)?);
+        let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
+        while let Some(asks) = gathered.next_round(&shares) {
+            for (share, asked) in shares.iter_mut().zip(asks) {
+                if asked == 0 {
+                    continue;
+                }
+                let ids: Vec<String> = oldest
+                    .query_map(params![share.key, now, asked as i64], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                gathered.read(share, asked, ids);
+            }
+        }
+        gathered.finish_step(shares);
     }
-    let plan = share(
-        offers,
-        request.limit,
-        walked.last().map(|k| k.key.as_str()),
-        complete,
-        &request.after_key,
-    );
+    let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
     let mut fetch = conn.prepare_cached(&format!(
         "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
          LEFT JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?1"

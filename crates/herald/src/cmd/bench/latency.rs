@@ -4,6 +4,7 @@
 //! The receiver runs in the bench process (not the server's), so what it measures is the whole trip: API call,
 //! durable write, engine pickup and the outgoing HTTP request.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,31 +21,43 @@ use super::report::{percentile, Latency, Results};
 use super::scenarios::Ctx;
 
 /// Now, in microseconds since the Unix epoch.
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
-/// Latencies seen so far, in milliseconds.
-type Samples = Arc<Mutex<Vec<f64>>>;
+/// Latencies seen so far, in milliseconds, and how many requests arrived in all.
+#[derive(Default)]
+pub struct Arrivals {
+    /// Publish-to-receive latencies of the requests that carried `data.sent_us`, ms.
+    pub samples: Mutex<Vec<f64>>,
+    /// Every request received.
+    pub total: AtomicU64,
+}
+
+/// Shared by the receiver and the scenario.
+pub type Samples = Arc<Arrivals>;
 
 /// Every POST: read `data.sent_us` from the envelope, record the latency, answer 204.
-async fn arrive(State(samples): State<Samples>, body: Bytes) -> StatusCode {
+async fn arrive(State(arrivals): State<Samples>, body: Bytes) -> StatusCode {
     let now = now_us();
+    arrivals.total.fetch_add(1, Ordering::Relaxed);
     let sent = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["data"]["sent_us"].as_u64());
     if let Some(sent) = sent {
         let ms = now.saturating_sub(sent) as f64 / 1000.0;
-        samples.lock().expect("samples lock").push(ms);
+        arrivals.samples.lock().expect("samples lock").push(ms);
     }
     StatusCode::NO_CONTENT
 }
 
 /// Start the in-process receiver on an ephemeral loopback port; returns its base URL.
-async fn start_receiver(samples: Samples) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+pub async fn start_receiver(
+    samples: Samples,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let app = Router::new().fallback(arrive).with_state(samples);
@@ -81,7 +94,7 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     .await;
     bar.set_message("waiting for the last deliveries");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (samples.lock().expect("samples lock").len() as u64) < out.ok {
+    while (samples.samples.lock().expect("samples lock").len() as u64) < out.ok {
         if Instant::now() > deadline {
             break;
         }
@@ -93,7 +106,7 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     if out.errors > 0 {
         bail!("{} of {} publishes failed", out.errors, out.errors + out.ok);
     }
-    let mut seen = std::mem::take(&mut *samples.lock().expect("samples lock"));
+    let mut seen = std::mem::take(&mut *samples.samples.lock().expect("samples lock"));
     if (seen.len() as u64) < out.ok {
         bail!(
             "only {} of {} events arrived within 60 s",

@@ -5,6 +5,7 @@
 //! [`load`] (load generator), [`scenarios`], [`latency`] and [`backlog`] (what is measured), [`report`] (output).
 
 mod backlog;
+mod fair;
 mod latency;
 mod load;
 mod processes;
@@ -37,6 +38,8 @@ pub enum Scenario {
     Fanout,
     /// Drain rate and peak server memory for a backlog of due deliveries.
     Backlog,
+    /// Tenant B's latency (one event per 100 ms) while tenant A drains 200,000 deliveries over 50 endpoints.
+    Fair,
 }
 
 impl Scenario {
@@ -48,6 +51,7 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Fanout => "fanout",
             Scenario::Backlog => "backlog",
+            Scenario::Fair => "fair",
         }
     }
 }
@@ -136,6 +140,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Latency => latency::latency(&ctx, &mut results).await,
             Scenario::Fanout => scenarios::fanout(&ctx, &mut results).await,
             Scenario::Backlog => backlog::backlog(&ctx, &mut results).await,
+            Scenario::Fair => fair::fair(&ctx, &mut results).await,
         };
         if let Err(e) = outcome {
             if !args.json {

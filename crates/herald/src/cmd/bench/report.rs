@@ -26,6 +26,17 @@ pub struct Backlog {
     pub peak_rss_mb: f64,
 }
 
+/// What the fair scenario measured.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Fair {
+    /// Tenant B's publish-to-receive latency while tenant A drained its backlog.
+    pub b_latency: Latency,
+    /// Tenant B's events.
+    pub b_events: u64,
+    /// Tenant A's deliveries not yet received when B's last event arrived.
+    pub a_left: u64,
+}
+
 /// Everything a run measured; `None` for scenarios not run (or failed).
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -43,6 +54,8 @@ pub struct Results {
     pub fanout_deliveries_per_s: Option<f64>,
     /// Backlog drain.
     pub backlog: Option<Backlog>,
+    /// One tenant's latency while another drains a backlog.
+    pub fair: Option<Fair>,
     /// Largest `VmHWM` of any server process, MiB.
     pub server_peak_rss_mb: Option<f64>,
     /// `sqlite` or `postgres`.
@@ -119,6 +132,12 @@ pub fn to_json(r: &Results, meta: &Meta) -> Value {
         "store": r.store,
         "ratios": if ratios.is_empty() { Value::Null } else { Value::Object(ratios) },
         "deliver_server_cpu_ms_per_delivery": r.deliver_cpu_ms.map(|m| round(m, 3)),
+        "fair": r.fair.map(|f| json!({
+            "b_latency_ms": { "p50": round(f.b_latency.p50, 2), "p95": round(f.b_latency.p95, 2),
+                              "p99": round(f.b_latency.p99, 2) },
+            "b_events": f.b_events,
+            "a_left": f.a_left,
+        })),
         "commit": meta.commit,
         "machine": { "cpus": meta.cpus, "memory_gb": round(meta.memory_gb, 1) },
         "settings": meta.settings,
@@ -189,6 +208,19 @@ pub fn table(r: &Results, meta: &Meta) -> String {
                 share(r, b.drain_per_s),
                 thousands(b.deliveries as f64),
                 b.peak_rss_mb
+            ),
+        ));
+    }
+    if let Some(f) = r.fair {
+        rows.push((
+            "fair",
+            format!(
+                "tenant B p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms ({} events) while tenant A had {} left",
+                f.b_latency.p50,
+                f.b_latency.p95,
+                f.b_latency.p99,
+                f.b_events,
+                thousands(f.a_left as f64)
             ),
         ));
     }

@@ -1,15 +1,20 @@
 //! How a claim chooses work, shared by every store. Dispatch keys (endpoints) are the unit of scheduling:
 //!
 //! 1. walk the keys that have deliveries with a due time ([`sql::WALK_KEYS`](crate::sql::WALK_KEYS)), in key
-//!    order from where the previous claim stopped, wrapping around ([`merge_wrapped`]);
-//! 2. count each due key's unexpired leases, across every node;
-//! 3. read the ids of each due key's oldest due rows, at most its [`free_slots`];
-//! 4. [`share`] the claim's limit among them round robin, so a key with a huge backlog never delays the
-//!    others;
-//! 5. read the chosen rows ([`CandidateRow`], the same columns in every backend) and [`select`] them,
-//!    setting aside rows that cannot be sent.
+//!    order from where the previous claim stopped, wrapping around ([`KeyWalk`]), a step at a time;
+//! 2. count each due key's unexpired leases, across every node ([`due_shares`]);
+//! 3. [`allot`] the claim's remaining limit among those keys round robin, each at most its free slots,
+//!    and read that many of each key's oldest due rows ([`Gathered`]); a key with a huge backlog gets no
+//!    more than a key with one due row, and the next claim resumes after the last key served;
+//! 4. stop walking once the limit is taken, read the chosen rows ([`CandidateRow`], the same columns in
+//!    every backend) and [`select`] them, setting aside rows that cannot be sent.
 //!
-//! A claim reads a few index entries per due key plus the rows it leases, however deep any backlog is.
+//! A claim reads a few index entries per key it visits plus the rows it leases, however deep any backlog
+//! is, and visits only as many keys as it needs to fill its limit.
+
+mod round_robin;
+
+pub use round_robin::*;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,143 +32,6 @@ pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_i
     ep.timeout_ms, ep.max_in_flight, ep.rate_limit_per_s, ep.disabled, \
     d.attempt_count, d.count_4xx, d.cycle_base, d.cycle_started_ms, d.correlation_id, \
     e.kind, e.event_type, e.payload, e.created_ms, d.auth";
-
-/// Most dispatch keys one claim visits. A claim that stops short says so ([`Claim::more`]) and the next one
-/// goes on from there.
-pub const WALK: usize = 512;
-
-/// A dispatch key as the walk sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyDue {
-    /// The dispatch key (endpoint id, or `direct:<host>`).
-    pub key: String,
-    /// The earliest due time among its rows (a lease expiry for leased rows).
-    pub min_due_ms: i64,
-    /// Its endpoint's `max_in_flight`, if it is an endpoint that still exists.
-    pub max_in_flight: Option<i64>,
-}
-
-/// Join a walk that started after `after_key` (`first`, asked for `WALK` keys) with the wrapped walk from
-/// the first key (`second`, asked for `asked_second`), dropping keys the first part already covered.
-/// Returns the keys in visiting order and whether every key was visited.
-pub fn merge_wrapped(
-    mut first: Vec<KeyDue>,
-    second: Option<(Vec<KeyDue>, usize)>,
-    after_key: &str,
-) -> (Vec<KeyDue>, bool) {
-    match second {
-        None => {
-            let complete = first.len() < WALK && after_key.is_empty();
-            (first, complete)
-        }
-        Some((second, asked)) => {
-            let reached_end = second.len() < asked;
-            let mut complete = reached_end;
-            for k in second {
-                if k.key.as_str() > after_key {
-                    complete = true;
-                    break;
-                }
-                first.push(k);
-            }
-            (first, complete)
-        }
-    }
-}
-
-/// Whether a walk that started after `after_key` and returned `got` keys must wrap around, and for how many.
-pub fn wrap_needed(got: usize, after_key: &str) -> Option<usize> {
-    (got < WALK && !after_key.is_empty()).then(|| WALK - got)
-}
-
-/// A key's `max_in_flight`: its endpoint's, or `default_max_in_flight` for direct keys; at least 1.
-pub fn key_limit(key: &KeyDue, default_max_in_flight: u32) -> u32 {
-    key.max_in_flight
-        .map(to_u32)
-        .unwrap_or(default_max_in_flight)
-        .max(1)
-}
-
-/// The due keys of a walk (`walked`, in visiting order) that have free slots, each with how many: its
-/// `max_in_flight` (or `default_max_in_flight`) minus its unexpired leases (`in_flight`), at most `limit`.
-pub fn free_slots(
-    walked: &[KeyDue],
-    in_flight: &HashMap<String, u32>,
-    limit: usize,
-    now_ms: i64,
-    default_max_in_flight: u32,
-) -> Vec<(String, usize)> {
-    walked
-        .iter()
-        .filter(|k| k.min_due_ms <= now_ms)
-        .filter_map(|k| {
-            let max = key_limit(k, default_max_in_flight);
-            let used = in_flight.get(&k.key).copied().unwrap_or(0);
-            let free = (max.saturating_sub(used) as usize).min(limit);
-            (free > 0).then(|| (k.key.clone(), free))
-        })
-        .collect()
-}
-
-/// Which due rows a claim takes, and where the next claim resumes.
-#[derive(Debug, Default, PartialEq)]
-pub struct Plan {
-    /// Delivery ids to lease, key by key in visiting order, each key's oldest first.
-    pub picked: Vec<String>,
-    /// The next claim's `after_key`.
-    pub next_key: String,
-    /// Claimable work was left over.
-    pub more: bool,
-}
-
-/// Share `limit` slots among the keys' offered rows (`offers`: per key in visiting order, its due row ids
-/// oldest first, at most its free slots). When the rows do not all fit, keys take one row per round, so a
-/// key with a deep backlog takes no more than a key with one due row; the next claim resumes after the last
-/// key served. `walked_last` is the last key the walk visited and `complete` whether it visited every key.
-pub fn share(
-    offers: Vec<(String, Vec<String>)>,
-    limit: usize,
-    walked_last: Option<&str>,
-    complete: bool,
-    after_key: &str,
-) -> Plan {
-    let mut plan = Plan {
-        next_key: after_key.to_string(),
-        more: !complete,
-        ..Plan::default()
-    };
-    if !complete {
-        if let Some(last) = walked_last {
-            plan.next_key = last.to_string();
-        }
-    }
-    let offered: usize = offers.iter().map(|(_, ids)| ids.len()).sum();
-    if offered <= limit {
-        plan.picked = offers.into_iter().flat_map(|(_, ids)| ids).collect();
-        return plan;
-    }
-    let mut given = vec![0usize; offers.len()];
-    let (mut left, mut last) = (limit, None);
-    while left > 0 {
-        for (i, (_, ids)) in offers.iter().enumerate() {
-            if left > 0 && given[i] < ids.len() {
-                given[i] += 1;
-                left -= 1;
-                last = Some(i);
-            }
-        }
-    }
-    if let Some(i) = last {
-        plan.next_key = offers[i].0.clone();
-    }
-    plan.more = true;
-    plan.picked = offers
-        .into_iter()
-        .zip(given)
-        .flat_map(|((_, ids), n)| ids.into_iter().take(n))
-        .collect();
-    plan
-}
 
 /// One due delivery as read from the database (columns of [`CANDIDATE_COLUMNS`], in order), before it is
 /// turned into a [`ClaimedDelivery`].
@@ -222,7 +90,7 @@ fn json_or_default<T: serde::de::DeserializeOwned + Default>(text: Option<&str>)
     }
 }
 
-fn to_u32(v: i64) -> u32 {
+pub(crate) fn to_u32(v: i64) -> u32 {
     v.clamp(0, i64::from(u32::MAX)) as u32
 }
 

@@ -1,0 +1,332 @@
+//! The round robin over dispatch keys: the resumable walk ([`KeyWalk`]), the allotment of a claim's slots
+//! among keys ([`allot`], [`Gathered`]) and where the next claim resumes ([`Plan`]).
+
+use std::collections::HashMap;
+
+use super::to_u32;
+
+/// Most dispatch keys one claim visits. A claim that stops short says so ([`Claim::more`]) and the next one
+/// goes on from there.
+pub const WALK: usize = 512;
+
+/// Keys read per step of the walk. A claim stops walking once its limit is taken, so its cost follows what
+/// it leases, not how many endpoints have work.
+pub const WALK_STEP: usize = 64;
+
+/// A dispatch key as the walk sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDue {
+    /// The dispatch key (endpoint id, or `direct:<host>`).
+    pub key: String,
+    /// The earliest due time among its rows (a lease expiry for leased rows).
+    pub min_due_ms: i64,
+    /// Its endpoint's `max_in_flight`, if it is an endpoint that still exists.
+    pub max_in_flight: Option<i64>,
+}
+
+/// A key's `max_in_flight`: its endpoint's, or `default_max_in_flight` for direct keys; at least 1.
+pub fn key_limit(key: &KeyDue, default_max_in_flight: u32) -> u32 {
+    key.max_in_flight
+        .map(to_u32)
+        .unwrap_or(default_max_in_flight)
+        .max(1)
+}
+
+/// The walk over the keys that have work, in key order after the previous claim's key, wrapping around
+/// once, in steps of [`WALK_STEP`] keys, at most [`WALK`] keys in all.
+#[derive(Debug)]
+pub struct KeyWalk {
+    start: String,
+    after: String,
+    wrapped: bool,
+    visited: usize,
+    done: bool,
+    complete: bool,
+}
+
+impl KeyWalk {
+    /// A walk resuming after `after_key` ("" starts at the first key).
+    pub fn new(after_key: &str) -> KeyWalk {
+        KeyWalk {
+            start: after_key.to_string(),
+            after: after_key.to_string(),
+            wrapped: false,
+            visited: 0,
+            done: false,
+            complete: false,
+        }
+    }
+
+    /// Where the next step starts (keys after this one) and how many keys it reads; `None` once the walk
+    /// is over.
+    pub fn next_step(&self) -> Option<(String, usize)> {
+        (!self.done).then(|| (self.after.clone(), WALK_STEP.min(WALK - self.visited)))
+    }
+
+    /// Take the keys one step read (`asked` were asked for) and return those to visit.
+    pub fn take(&mut self, mut step: Vec<KeyDue>, asked: usize) -> Vec<KeyDue> {
+        let reached_end = step.len() < asked;
+        if self.wrapped {
+            if let Some(i) = step.iter().position(|k| k.key > self.start) {
+                step.truncate(i);
+                self.done = true;
+                self.complete = true;
+            }
+        }
+        if let Some(last) = step.last() {
+            self.after = last.key.clone();
+        }
+        self.visited += step.len();
+        if reached_end && !self.done {
+            if self.wrapped || self.start.is_empty() {
+                self.done = true;
+                self.complete = true;
+            } else {
+                self.wrapped = true;
+                self.after = String::new();
+            }
+        }
+        if self.visited >= WALK {
+            self.done = true;
+        }
+        step
+    }
+
+    /// Whether every key with work was visited.
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+}
+
+/// Share `slots` among keys round robin, one per key per round, each at most its `room`.
+pub fn allot(room: &[usize], slots: usize) -> Vec<usize> {
+    let mut given = vec![0; room.len()];
+    let mut left = slots;
+    let total: usize = room.iter().sum();
+    if total <= left {
+        return room.to_vec();
+    }
+    while left > 0 {
+        for (g, r) in given.iter_mut().zip(room) {
+            if left > 0 && *g < *r {
+                *g += 1;
+                left -= 1;
+            }
+        }
+    }
+    given
+}
+
+/// What a claim gathers as it walks: the rows it takes, key by key in visiting order, and where the next
+/// claim resumes.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Delivery ids to lease, each key's oldest first.
+    pub picked: Vec<String>,
+    /// Slots of the claim's limit not yet taken.
+    pub remaining: usize,
+    /// The last key that was given rows.
+    pub last_served: Option<String>,
+    /// A key was left with free slots and rows it may still have, because the limit ran out.
+    pub left_over: bool,
+}
+
+/// One key's share of a walk step: its free slots and the ids read so far.
+#[derive(Debug)]
+pub struct KeyShare {
+    /// The dispatch key.
+    pub key: String,
+    /// Free slots (`max_in_flight` minus unexpired leases).
+    pub free: usize,
+    /// Ids of its oldest due rows read so far.
+    pub ids: Vec<String>,
+    /// False once a read returned fewer rows than asked: the key has no more due rows.
+    pub open: bool,
+}
+
+impl KeyShare {
+    /// How many more rows this key could take.
+    pub fn room(&self) -> usize {
+        if self.open {
+            self.free - self.ids.len()
+        } else {
+            0
+        }
+    }
+}
+
+impl Gathered {
+    /// A claim with `limit` slots to fill.
+    pub fn new(limit: usize) -> Gathered {
+        Gathered {
+            remaining: limit,
+            ..Gathered::default()
+        }
+    }
+
+    /// The next round of reads for `shares`: how many rows in all to ask of each (0: none), or `None` when
+    /// the step is done.
+    pub fn next_round(&self, shares: &[KeyShare]) -> Option<Vec<usize>> {
+        let room: Vec<usize> = shares.iter().map(KeyShare::room).collect();
+        if self.remaining == 0 || room.iter().all(|r| *r == 0) {
+            return None;
+        }
+        let more = allot(&room, self.remaining);
+        Some(
+            shares
+                .iter()
+                .zip(more)
+                .map(|(s, m)| if m == 0 { 0 } else { s.ids.len() + m })
+                .collect(),
+        )
+    }
+
+    /// Record what a round read for one key (`asked` rows in all, `ids` came back).
+    pub fn read(&mut self, share: &mut KeyShare, asked: usize, ids: Vec<String>) {
+        let new = ids.len().saturating_sub(share.ids.len());
+        if ids.len() < asked {
+            share.open = false;
+        }
+        share.ids = ids;
+        self.remaining = self.remaining.saturating_sub(new);
+    }
+
+    /// Close a step: take its keys' rows.
+    pub fn finish_step(&mut self, shares: Vec<KeyShare>) {
+        for share in shares {
+            if share.open && share.ids.len() < share.free {
+                self.left_over = true;
+            }
+            if !share.ids.is_empty() {
+                self.last_served = Some(share.key.clone());
+                self.picked.extend(share.ids);
+            }
+        }
+    }
+
+    /// The claim's outcome: where the next claim resumes and whether work was left.
+    pub fn plan(self, walk: &KeyWalk, after_key: &str, last_visited: Option<&str>) -> Plan {
+        let exhausted = self.remaining == 0;
+        let more = !walk.complete() || (exhausted && self.left_over);
+        let next_key = if exhausted {
+            self.last_served.or(last_visited.map(str::to_string))
+        } else if !walk.complete() {
+            last_visited.map(str::to_string)
+        } else {
+            None
+        };
+        Plan {
+            picked: self.picked,
+            next_key: next_key.unwrap_or_else(|| after_key.to_string()),
+            more,
+        }
+    }
+}
+
+/// Which due rows a claim takes, and where the next claim resumes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Delivery ids to lease, key by key in visiting order, each key's oldest first.
+    pub picked: Vec<String>,
+    /// The next claim's `after_key`.
+    pub next_key: String,
+    /// Claimable work was left over.
+    pub more: bool,
+}
+
+/// The keys of a step that are due and have free slots, with how many (`max_in_flight` minus the
+/// unexpired leases in `in_flight`).
+pub fn due_shares(
+    keys: &[KeyDue],
+    in_flight: &HashMap<String, u32>,
+    now_ms: i64,
+    default_max_in_flight: u32,
+) -> Vec<KeyShare> {
+    keys.iter()
+        .filter(|k| k.min_due_ms <= now_ms)
+        .filter_map(|k| {
+            let max = key_limit(k, default_max_in_flight);
+            let used = in_flight.get(&k.key).copied().unwrap_or(0);
+            let free = max.saturating_sub(used) as usize;
+            (free > 0).then(|| KeyShare {
+                key: k.key.clone(),
+                free,
+                ids: Vec::new(),
+                open: true,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> KeyDue {
+        KeyDue {
+            key: name.to_string(),
+            min_due_ms: 0,
+            max_in_flight: Some(4),
+        }
+    }
+
+    #[test]
+    fn allotment_is_round_robin_within_room() {
+        assert_eq!(allot(&[10, 1, 10], 7), vec![3, 1, 3]);
+        assert_eq!(allot(&[2, 2], 10), vec![2, 2]);
+        assert_eq!(allot(&[5, 5, 5], 2), vec![1, 1, 0]);
+    }
+
+    #[test]
+    fn the_walk_wraps_once_and_stops_at_its_start() {
+        let mut walk = KeyWalk::new("b");
+        let (after, asked) = walk.next_step().unwrap();
+        assert_eq!(after, "b");
+        // Only "c" comes after "b": the walk wraps to the first key.
+        assert_eq!(walk.take(vec![key("c")], asked).len(), 1);
+        let (after, asked) = walk.next_step().unwrap();
+        assert_eq!(after, "");
+        let seen = walk.take(vec![key("a"), key("b"), key("c")], asked);
+        let names: Vec<&str> = seen.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(walk.complete());
+        assert!(walk.next_step().is_none());
+    }
+
+    #[test]
+    fn a_walk_from_the_start_is_complete_at_the_end() {
+        let mut walk = KeyWalk::new("");
+        let (_, asked) = walk.next_step().unwrap();
+        walk.take(vec![key("a")], asked);
+        assert!(walk.complete());
+        assert!(walk.next_step().is_none());
+    }
+
+    #[test]
+    fn rows_a_key_lacks_go_to_the_others_and_the_cursor_follows_the_last_served() {
+        let mut gathered = Gathered::new(6);
+        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, 16);
+        assert_eq!(shares[0].free, 4);
+        let asks = gathered.next_round(&shares).unwrap();
+        assert_eq!(asks, vec![3, 3]);
+        gathered.read(
+            &mut shares[0],
+            3,
+            vec!["a1".into(), "a2".into(), "a3".into()],
+        );
+        gathered.read(&mut shares[1], 3, vec!["b1".into()]);
+        // "b" has no more due rows: the two slots left go to "a", up to its free slots.
+        let asks = gathered.next_round(&shares).unwrap();
+        assert_eq!(asks, vec![4, 0]);
+        let a: Vec<String> = (1..=4).map(|i| format!("a{i}")).collect();
+        gathered.read(&mut shares[0], 4, a);
+        assert!(gathered.next_round(&shares).is_none());
+        gathered.finish_step(shares);
+        let walk = KeyWalk::new("");
+        let plan = gathered.plan(&walk, "", Some("b"));
+        assert_eq!(plan.picked, ["a1", "a2", "a3", "a4", "b1"]);
+        assert_eq!(plan.next_key, "b");
+        // The walk did not report completion, so more may be left.
+        assert!(plan.more);
+    }
+}

@@ -1,0 +1,132 @@
+//! The `fair` scenario: tenant A holds a deep backlog over 50 endpoints while tenant B publishes one event
+//! every 100 ms to an endpoint of its own. B's publish-to-receive percentiles show whether A's backlog
+//! delays B; the deliveries A still had due when B's last event arrived show that A was still draining.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde_json::json;
+
+use super::latency::{now_us, start_receiver, Samples};
+use super::load::{self, Counters, Stop};
+use super::processes::TempDir;
+use super::report::{percentile, Fair, Latency, Results};
+use super::scenarios::{check, Ctx};
+
+/// Tenant A's endpoints.
+pub const FAIR_ENDPOINTS: u64 = 50;
+/// Deliveries tenant A has due when tenant B starts publishing.
+pub const FAIR_BACKLOG: u64 = 200_000;
+/// Tenant B's publish rate, events/s.
+const B_RATE: u32 = 10;
+/// How long tenant B publishes, at least.
+const B_DURATION: Duration = Duration::from_secs(10);
+
+/// A client acting on `tenant` with the bench's admin token.
+fn tenant_client(ctx: &Ctx, tenant: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", ctx.token))?,
+    );
+    headers.insert("x-herald-tenant", HeaderValue::from_str(tenant)?);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(ctx.concurrency)
+        .build()?)
+}
+
+/// `fair`: tenant B's p50/p95/p99 while tenant A drains [`FAIR_BACKLOG`] deliveries.
+pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
+    let arrivals: Samples = Arc::default();
+    let (receiver, receiver_task) = start_receiver(arrivals.clone()).await?;
+    let dir = TempDir::new("fair")?;
+    let server = ctx.server(&dir, "all").await?;
+    for tenant in ["tenant-a", "tenant-b"] {
+        load::post_json(
+            &ctx.client,
+            &format!("{}/v1/tenants", server.base),
+            &json!({ "id": tenant }),
+            201,
+        )
+        .await
+        .with_context(|| format!("creating {tenant}"))?;
+    }
+    let (a, b) = (
+        tenant_client(ctx, "tenant-a")?,
+        tenant_client(ctx, "tenant-b")?,
+    );
+    let endpoints = format!("{}/v1/endpoints", server.base);
+    for i in 0..FAIR_ENDPOINTS {
+        let body = json!({ "url": format!("{receiver}/a/{i}") });
+        load::post_json(&a, &endpoints, &body, 201).await?;
+    }
+    load::post_json(
+        &b,
+        &endpoints,
+        &json!({ "url": format!("{receiver}/b") }),
+        201,
+    )
+    .await?;
+
+    let bar = ctx.bar("fair", None);
+    bar.set_message("tenant A builds its backlog");
+    let events = FAIR_BACKLOG / FAIR_ENDPOINTS;
+    let url = format!("{}/v1/events", server.base);
+    let (client, publish_url) = (a.clone(), url.clone());
+    let out = load::closed_loop(
+        ctx.concurrency,
+        Stop::Count(events),
+        Arc::new(Counters::default()),
+        move |i| {
+            let (client, url) = (client.clone(), publish_url.clone());
+            async move {
+                let body = json!({ "event_type": "fair.a", "payload": { "n": i } });
+                load::post_ok(&client, &url, &body).await
+            }
+        },
+    )
+    .await;
+    check(&out, "tenant A's publishes")?;
+
+    bar.set_message("tenant B publishes every 100 ms");
+    let duration = ctx.duration.max(B_DURATION);
+    let b_out = load::fixed_rate(B_RATE, duration, Arc::new(Counters::default()), move |i| {
+        let (client, url) = (b.clone(), url.clone());
+        async move {
+            let body =
+                json!({ "event_type": "fair.b", "payload": { "n": i, "sent_us": now_us() } });
+            load::post_ok(&client, &url, &body).await
+        }
+    })
+    .await;
+    check(&b_out, "tenant B's publishes")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (arrivals.samples.lock().expect("samples lock").len() as u64) < b_out.ok {
+        if Instant::now() > deadline {
+            bail!("tenant B's events did not all arrive within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let received = arrivals.total.load(Ordering::Relaxed);
+    bar.finish_and_clear();
+    results.note_rss(server.peak_rss_mb());
+    receiver_task.abort();
+    let a_received = received.saturating_sub(b_out.ok);
+    let mut seen = std::mem::take(&mut *arrivals.samples.lock().expect("samples lock"));
+    seen.sort_by(f64::total_cmp);
+    let p = |q| percentile(&seen, q).unwrap_or(0.0);
+    results.fair = Some(Fair {
+        b_latency: Latency {
+            p50: p(50.0),
+            p95: p(95.0),
+            p99: p(99.0),
+        },
+        b_events: b_out.ok,
+        a_left: (events * FAIR_ENDPOINTS).saturating_sub(a_received),
+    });
+    Ok(())
+}
