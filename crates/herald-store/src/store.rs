@@ -18,13 +18,6 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// How many [`record_and_claim`](Store::record_and_claim) calls the engine should keep going at once.
-    /// One, where claims queue behind each other (results then gather into bigger batches while one is
-    /// written); more where concurrent writes share a commit.
-    fn record_batches_in_flight(&self) -> usize {
-        1
-    }
-
     /// Notify `wake` whenever another node commits work that may be due now (new events, operator retries).
     /// Stores that only one process can use need nothing beyond the node's own wake-ups: the default does
     /// nothing.

@@ -9,8 +9,8 @@ use super::to_u32;
 /// goes on from there.
 pub const WALK: usize = 512;
 
-/// Keys read per step of the walk. A claim stops walking once its limit is taken, so its cost follows what
-/// it leases, not how many endpoints have work.
+/// Most keys read per step of the walk. A claim reads as many keys as its remaining slots need and stops
+/// once its limit is taken, so its cost follows what it leases, not how many endpoints have work.
 pub const WALK_STEP: usize = 64;
 
 /// A dispatch key as the walk sees it.
@@ -57,10 +57,12 @@ impl KeyWalk {
         }
     }
 
-    /// Where the next step starts (keys after this one) and how many keys it reads; `None` once the walk
-    /// is over.
-    pub fn next_step(&self) -> Option<(String, usize)> {
-        (!self.done).then(|| (self.after.clone(), WALK_STEP.min(WALK - self.visited)))
+    /// Where the next step starts (keys after this one) and how many keys it reads, for a claim with
+    /// `remaining` slots to fill: enough keys for that many rows at [`QUANTUM`] a key, at most
+    /// [`WALK_STEP`]. `None` once the walk is over.
+    pub fn next_step(&self, remaining: usize) -> Option<(String, usize)> {
+        let keys = remaining.div_ceil(QUANTUM).clamp(1, WALK_STEP);
+        (!self.done).then(|| (self.after.clone(), keys.min(WALK - self.visited)))
     }
 
     /// Take the keys one step read (`asked` were asked for) and return those to visit.
@@ -98,20 +100,23 @@ impl KeyWalk {
     }
 }
 
-/// Share `slots` among keys round robin, one per key per round, each at most its `room`.
+/// Rows a key takes per round of the round robin: small enough that a claim rotates through keys quickly,
+/// large enough that a key's reads are not one row at a time.
+pub const QUANTUM: usize = 4;
+
+/// Share `slots` among keys round robin, up to [`QUANTUM`] per key per round, each at most its `room`.
 pub fn allot(room: &[usize], slots: usize) -> Vec<usize> {
-    let mut given = vec![0; room.len()];
-    let mut left = slots;
     let total: usize = room.iter().sum();
-    if total <= left {
+    if total <= slots {
         return room.to_vec();
     }
+    let mut given = vec![0; room.len()];
+    let mut left = slots;
     while left > 0 {
         for (g, r) in given.iter_mut().zip(room) {
-            if left > 0 && *g < *r {
-                *g += 1;
-                left -= 1;
-            }
+            let take = QUANTUM.min(r - *g).min(left);
+            *g += take;
+            left -= take;
         }
     }
     given
@@ -272,34 +277,35 @@ mod tests {
 
     #[test]
     fn allotment_is_round_robin_within_room() {
-        assert_eq!(allot(&[10, 1, 10], 7), vec![3, 1, 3]);
+        assert_eq!(allot(&[10, 1, 10], 7), vec![4, 1, 2]);
+        assert_eq!(allot(&[10, 1, 10], 13), vec![8, 1, 4]);
         assert_eq!(allot(&[2, 2], 10), vec![2, 2]);
-        assert_eq!(allot(&[5, 5, 5], 2), vec![1, 1, 0]);
+        assert_eq!(allot(&[5, 5, 5], 2), vec![2, 0, 0]);
     }
 
     #[test]
     fn the_walk_wraps_once_and_stops_at_its_start() {
         let mut walk = KeyWalk::new("b");
-        let (after, asked) = walk.next_step().unwrap();
+        let (after, asked) = walk.next_step(1_000).unwrap();
         assert_eq!(after, "b");
         // Only "c" comes after "b": the walk wraps to the first key.
         assert_eq!(walk.take(vec![key("c")], asked).len(), 1);
-        let (after, asked) = walk.next_step().unwrap();
+        let (after, asked) = walk.next_step(1_000).unwrap();
         assert_eq!(after, "");
         let seen = walk.take(vec![key("a"), key("b"), key("c")], asked);
         let names: Vec<&str> = seen.iter().map(|k| k.key.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(walk.complete());
-        assert!(walk.next_step().is_none());
+        assert!(walk.next_step(1_000).is_none());
     }
 
     #[test]
     fn a_walk_from_the_start_is_complete_at_the_end() {
         let mut walk = KeyWalk::new("");
-        let (_, asked) = walk.next_step().unwrap();
+        let (_, asked) = walk.next_step(1_000).unwrap();
         walk.take(vec![key("a")], asked);
         assert!(walk.complete());
-        assert!(walk.next_step().is_none());
+        assert!(walk.next_step(1_000).is_none());
     }
 
     #[test]
@@ -308,18 +314,11 @@ mod tests {
         let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, 16);
         assert_eq!(shares[0].free, 4);
         let asks = gathered.next_round(&shares).unwrap();
-        assert_eq!(asks, vec![3, 3]);
-        gathered.read(
-            &mut shares[0],
-            3,
-            vec!["a1".into(), "a2".into(), "a3".into()],
-        );
-        gathered.read(&mut shares[1], 3, vec!["b1".into()]);
-        // "b" has no more due rows: the two slots left go to "a", up to its free slots.
-        let asks = gathered.next_round(&shares).unwrap();
-        assert_eq!(asks, vec![4, 0]);
+        assert_eq!(asks, vec![4, 2]);
         let a: Vec<String> = (1..=4).map(|i| format!("a{i}")).collect();
         gathered.read(&mut shares[0], 4, a);
+        gathered.read(&mut shares[1], 2, vec!["b1".into()]);
+        // "b" has no more due rows, and "a" has no free slot left: the round robin is over.
         assert!(gathered.next_round(&shares).is_none());
         gathered.finish_step(shares);
         let walk = KeyWalk::new("");
@@ -328,5 +327,19 @@ mod tests {
         assert_eq!(plan.next_key, "b");
         // The walk did not report completion, so more may be left.
         assert!(plan.more);
+    }
+
+    #[test]
+    fn a_key_that_runs_out_leaves_its_share_to_the_next_round() {
+        let mut gathered = Gathered::new(8);
+        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, 16);
+        shares[0].free = 10;
+        shares[1].free = 10;
+        assert_eq!(gathered.next_round(&shares).unwrap(), vec![4, 4]);
+        gathered.read(&mut shares[0], 4, vec!["a1".into()]);
+        let b: Vec<String> = (1..=4).map(|i| format!("b{i}")).collect();
+        gathered.read(&mut shares[1], 4, b);
+        // Three slots are left, and only "b" may have more rows.
+        assert_eq!(gathered.next_round(&shares).unwrap(), vec![0, 7]);
     }
 }

@@ -156,14 +156,23 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
     let mut in_flight = HashMap::new();
     let (mut last_visited, mut locked) = (None, false);
     while gathered.remaining > 0 {
-        let Some((after, asked)) = walker.next_step() else {
+        let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
         let keys = walker.take(walk(tx, &after, asked).await?, asked);
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
-        // The walk only proposes keys; what is free is read under the lock.
+        let due: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.min_due_ms <= now)
+            .map(|k| k.key.as_str())
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        // The walk only proposes keys; what is free is read under the lock, taken only when some key is
+        // due (a refill after the last due work takes no lock at all).
         if !locked {
             let lock = tx
                 .prepare_cached("SELECT pg_advisory_xact_lock($1)")
@@ -172,11 +181,6 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
             locked = true;
         }
-        let due: Vec<&str> = keys
-            .iter()
-            .filter(|k| k.min_due_ms <= now)
-            .map(|k| k.key.as_str())
-            .collect();
         in_flight.extend(leases_per_key(tx, &due, now).await?);
         let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
         while let Some(asks) = gathered.next_round(&shares) {

@@ -111,7 +111,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     let mut in_flight = HashMap::new();
     let mut last_visited = None;
     while gathered.remaining > 0 {
-        let Some((after, asked)) = walker.next_step() else {
+        let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
         let keys = walker.take(walk(conn, &after, asked)?, asked);

@@ -15,12 +15,6 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    /// Two: the writer folds both into one group commit, and the second is claimed while the first's
-    /// commit is made durable.
-    fn record_batches_in_flight(&self) -> usize {
-        2
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
