@@ -54,3 +54,46 @@ async fn a_slow_endpoint_does_not_delay_a_fast_one() {
     );
     println!("1000 events to the fast endpoint delivered in {elapsed:?} while the slow one sleeps 10 s per request");
 }
+
+/// While some endpoints hold a backlog far beyond the node's capacity (8 requests in flight here), another
+/// endpoint's new event is delivered at its turn of the round robin, not after the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_backlog_does_not_delay_another_endpoints_new_event() {
+    let app = Arc::new(TestApp::spawn_with(|c| c.delivery.concurrency = 8).await);
+    let busy = TestReceiver::start(Reply::slow(204, Duration::from_millis(20))).await;
+    let quiet = TestReceiver::start(Reply::status(204)).await;
+    for i in 0..4 {
+        app.endpoint(json!({"url": busy.url(&format!("/busy/{i}")), "event_types": ["busy"]}))
+            .await;
+    }
+    app.endpoint(json!({"url": quiet.url("/quiet"), "event_types": ["quiet"]}))
+        .await;
+    // 1,600 deliveries at 8 in flight and 20 ms each: at least 4 s of backlog.
+    let mut publishers = Vec::new();
+    for worker in 0..8 {
+        let app = app.clone();
+        publishers.push(tokio::spawn(async move {
+            for n in 0..50 {
+                let body = json!({"event_type": "busy", "payload": {"i": worker * 50 + n}});
+                let (status, answer) = app.post("/v1/events", body).await;
+                assert_eq!(status.as_u16(), 202, "{answer}");
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let started = Instant::now();
+    let (status, answer) = app
+        .post("/v1/events", json!({"event_type": "quiet", "payload": {}}))
+        .await;
+    assert_eq!(status.as_u16(), 202, "{answer}");
+    quiet.wait_for(1, Duration::from_secs(3)).await;
+    let waited = started.elapsed();
+    let drained = busy.count();
+    assert!(
+        drained < 1_200,
+        "the backlog should still be draining, but {drained} of 1,600 arrived"
+    );
+    println!("the quiet endpoint's event arrived in {waited:?} with {drained} of 1,600 backlog deliveries done");
+}
