@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::load::{self, Counters};
 use super::processes::TempDir;
-use super::report::{percentile, Latency, Results};
+use super::report::{percentile, Latency, Paced, Results};
 use super::scenarios::Ctx;
 
 /// Now, in microseconds since the Unix epoch.
@@ -67,7 +67,9 @@ pub async fn start_receiver(
     Ok((format!("http://{addr}"), task))
 }
 
-/// `latency`: p50/p95/p99 of publish-to-receive at `ctx.rate` events/s for `ctx.duration`.
+/// `latency` (the paced scenario): p50/p95/p99 of publish-to-receive at `ctx.rate` events/s for
+/// `ctx.duration`, the delivery rate from the first publish to the last arrival, and the lag (how long after
+/// the last publish the last delivery arrived: near zero while delivery keeps up).
 pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let samples: Samples = Arc::default();
     let (receiver, receiver_task) = start_receiver(samples.clone()).await?;
@@ -82,6 +84,7 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let (client, url) = (ctx.client.clone(), format!("{}/v1/events", server.base));
     let counters = Arc::new(Counters::default());
     let progress = bar.clone();
+    let started = Instant::now();
     let out = load::fixed_rate(ctx.rate, ctx.duration, counters, move |i| {
         let (client, url) = (client.clone(), url.clone());
         progress.set_position(i);
@@ -92,14 +95,16 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
         }
     })
     .await;
+    let published = Instant::now();
     bar.set_message("waiting for the last deliveries");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = published + Duration::from_secs(60);
     while (samples.samples.lock().expect("samples lock").len() as u64) < out.ok {
         if Instant::now() > deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let drained = Instant::now();
     bar.finish_and_clear();
     results.note_rss(server.peak_rss_mb());
     receiver_task.abort();
@@ -120,6 +125,10 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
         p50: p(50.0),
         p95: p(95.0),
         p99: p(99.0),
+    });
+    results.paced = Some(Paced {
+        delivered_per_s: out.ok as f64 / (drained - started).as_secs_f64(),
+        lag_ms: (drained - published).as_secs_f64() * 1000.0,
     });
     Ok(())
 }

@@ -26,6 +26,15 @@ pub struct Backlog {
     pub peak_rss_mb: f64,
 }
 
+/// Delivery under a fixed publish rate (`latency`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Paced {
+    /// Deliveries per second from the first publish to the last arrival.
+    pub delivered_per_s: f64,
+    /// How long after the last publish the last delivery arrived, ms.
+    pub lag_ms: f64,
+}
+
 /// What the fair scenario measured.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Fair {
@@ -50,6 +59,8 @@ pub struct Results {
     pub deliver_cpu_ms: Option<f64>,
     /// Latency at a fixed publish rate.
     pub latency_ms: Option<Latency>,
+    /// Delivery rate and lag at that fixed publish rate (extra fields).
+    pub paced: Option<Paced>,
     /// Deliveries/s when each event goes to 1,000 endpoints.
     pub fanout_deliveries_per_s: Option<f64>,
     /// Backlog drain.
@@ -132,6 +143,8 @@ pub fn to_json(r: &Results, meta: &Meta) -> Value {
         "store": r.store,
         "ratios": if ratios.is_empty() { Value::Null } else { Value::Object(ratios) },
         "deliver_server_cpu_ms_per_delivery": r.deliver_cpu_ms.map(|m| round(m, 3)),
+        "latency_delivered_per_s": r.paced.map(|p| round(p.delivered_per_s, 0)),
+        "latency_lag_ms": r.paced.map(|p| round(p.lag_ms, 1)),
         "fair": r.fair.map(|f| json!({
             "b_latency_ms": { "p50": round(f.b_latency.p50, 2), "p95": round(f.b_latency.p95, 2),
                               "p99": round(f.b_latency.p99, 2) },
@@ -191,8 +204,17 @@ pub fn table(r: &Results, meta: &Meta) -> String {
         rows.push((
             "latency",
             format!(
-                "p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
-                l.p50, l.p95, l.p99
+                "p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms{}",
+                l.p50,
+                l.p95,
+                l.p99,
+                r.paced
+                    .map(|p| format!(
+                        "  [delivered {}/s, lag {:.0} ms]",
+                        thousands(p.delivered_per_s),
+                        p.lag_ms
+                    ))
+                    .unwrap_or_default()
             ),
         ));
     }
