@@ -159,8 +159,9 @@ impl CandidateRow {
     }
 }
 
-/// Choose, oldest due first, the rows that fit their key's limit (`in_flight`: unexpired leases per key),
-/// up to `limit`; rows whose endpoint is gone or disabled are set aside.
+/// Choose, in the order read (key by key, each key's oldest first), the rows that fit their key's limit
+/// (`in_flight`: unexpired leases per key), up to `limit`; rows whose endpoint is gone or disabled are set
+/// aside.
 pub fn select(
     rows: Vec<CandidateRow>,
     in_flight: &HashMap<String, u32>,

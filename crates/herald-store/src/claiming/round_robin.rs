@@ -239,6 +239,14 @@ pub struct Plan {
     pub more: bool,
 }
 
+/// The keys of a step that are due now.
+pub fn due_keys(keys: &[KeyDue], now_ms: i64) -> Vec<&str> {
+    keys.iter()
+        .filter(|k| k.min_due_ms <= now_ms)
+        .map(|k| k.key.as_str())
+        .collect()
+}
+
 /// The keys of a step that are due and have free slots, with how many (`max_in_flight` minus the
 /// unexpired leases in `in_flight`).
 pub fn due_shares(

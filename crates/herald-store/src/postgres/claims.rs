@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_shares, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk, Selection,
+    due_keys, due_shares, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk, Selection,
     CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
@@ -163,11 +163,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
-        let due: Vec<&str> = keys
-            .iter()
-            .filter(|k| k.min_due_ms <= now)
-            .map(|k| k.key.as_str())
-            .collect();
+        let due = due_keys(&keys, now);
         if due.is_empty() {
             continue;
         }

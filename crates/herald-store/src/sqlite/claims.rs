@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, Row};
 
 use crate::claiming::{
-    due_shares, select, CandidateRow, Gathered, KeyDue, KeyWalk, CANDIDATE_COLUMNS,
+    due_keys, due_shares, select, CandidateRow, Gathered, KeyDue, KeyWalk, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -118,11 +118,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
-        let due: Vec<&str> = keys
-            .iter()
-            .filter(|k| k.min_due_ms <= now)
-            .map(|k| k.key.as_str())
-            .collect();
+        let due = due_keys(&keys, now);
         in_flight.extend(leases_per_key(conn, &due, now)?);
         let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
         while let Some(asks) = gathered.next_round(&shares) {
