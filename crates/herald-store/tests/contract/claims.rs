@@ -25,7 +25,7 @@ pub async fn claims_are_exclusive(store: Shared) {
             let store = store.clone();
             tokio::spawn(async move {
                 let request = claim_request(&format!("owner-{i}"), now, 100);
-                store.claim_due(&request).await.unwrap().deliveries
+                claimed(&store, &request).await
             })
         })
         .collect();
@@ -129,22 +129,15 @@ pub async fn per_key_limits(store: Shared) {
     }
     let now = BASE + 100;
 
-    let first = store
-        .claim_due(&claim_request("w1", now, 50))
-        .await
-        .unwrap()
-        .deliveries;
+    let first = claimed(&store, &claim_request("w1", now, 50)).await;
     assert_eq!(first.len(), 3);
     let key = first[0].dispatch_key.clone();
     assert!(first
         .iter()
         .all(|c| c.dispatch_key == key && c.max_in_flight == 3));
     // The three leases count for every worker, not just the one holding them.
-    assert!(store
-        .claim_due(&claim_request("w2", now, 50))
+    assert!(claimed(&store, &claim_request("w2", now, 50))
         .await
-        .unwrap()
-        .deliveries
         .is_empty());
 
     // One result recorded frees one slot.
@@ -160,20 +153,12 @@ pub async fn per_key_limits(store: Shared) {
         ),
     )
     .await;
-    let second = store
-        .claim_due(&claim_request("w2", now + 2, 50))
-        .await
-        .unwrap()
-        .deliveries;
+    let second = claimed(&store, &claim_request("w2", now + 2, 50)).await;
     assert_eq!(second.len(), 1);
 
     // Expired leases no longer count: their deliveries and the free slots are claimable again.
     let later = now + 2 + LEASE_SPAN + 1;
-    let third = store
-        .claim_due(&claim_request("w3", later, 50))
-        .await
-        .unwrap()
-        .deliveries;
+    let third = claimed(&store, &claim_request("w3", later, 50)).await;
     assert_eq!(third.len(), 3);
 
     // Direct deliveries, without an endpoint, use the request's default limit, per host.
@@ -190,30 +175,20 @@ pub async fn per_key_limits(store: Shared) {
     }
     let mut request = claim_request("w", later, 50);
     request.default_max_in_flight = 2;
-    let direct = store.claim_due(&request).await.unwrap().deliveries;
+    let direct = claimed(&store, &request).await;
     assert_eq!(direct.len(), 2);
     assert!(direct
         .iter()
         .all(|c| c.endpoint_id.is_none() && c.max_in_flight == 2));
     assert_eq!(direct[0].dispatch_key, direct[1].dispatch_key);
-    assert!(store
-        .claim_due(&request)
-        .await
-        .unwrap()
-        .deliveries
-        .is_empty());
+    assert!(claimed(&store, &request).await.is_empty());
 
     // `limit` caps the batch.
     let mut request = claim_request("w", later, 1);
     request.default_max_in_flight = 100;
-    assert_eq!(store.claim_due(&request).await.unwrap().deliveries.len(), 1);
+    assert_eq!(claimed(&store, &request).await.len(), 1);
     request.limit = 0;
-    assert!(store
-        .claim_due(&request)
-        .await
-        .unwrap()
-        .deliveries
-        .is_empty());
+    assert!(claimed(&store, &request).await.is_empty());
 }
 
 /// Leases given back are claimable at once and the delivery keeps its waiting status.

@@ -211,6 +211,15 @@ pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
     }
 }
 
+/// The deliveries `request` claims.
+pub async fn claimed(store: &Shared, request: &ClaimRequest) -> Vec<ClaimedDelivery> {
+    store
+        .claim_due(request)
+        .await
+        .expect("claim_due")
+        .deliveries
+}
+
 /// Claim everything due at `now_ms` for `owner`.
 pub async fn claim(store: &Shared, owner: &str, now_ms: i64) -> Vec<ClaimedDelivery> {
     store
