@@ -6,6 +6,7 @@
 //! easy to test.
 //!
 //! Modules:
+//! - [`breaker`]: the per-endpoint circuit breaker's state machine.
 //! - [`ids`]: time-sortable, prefixed identifiers (Crockford base32).
 //! - [`time`]: RFC 3339 formatting and parsing without a date crate.
 //! - [`retry`]: retry policies and the pure `decide` function.
@@ -17,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod breaker;
 pub mod envelope;
 pub mod event_type;
 pub mod ids;

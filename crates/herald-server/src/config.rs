@@ -60,6 +60,9 @@ pub struct DeliveryConfig {
     pub retention_days: u32,
     /// How often finished deliveries past retention are purged.
     pub purge_interval_ms: u64,
+    /// Per-endpoint circuit breakers: failures that open one, cooldown until its first probe, and the
+    /// longest wait between probes.
+    pub breaker: herald_core::breaker::BreakerPolicy,
 }
 
 impl Default for DeliveryConfig {
@@ -73,6 +76,7 @@ impl Default for DeliveryConfig {
             dead_letter_ttl_days: 30,
             retention_days: 30,
             purge_interval_ms: 60_000,
+            breaker: herald_core::breaker::BreakerPolicy::default(),
         }
     }
 }
@@ -272,6 +276,21 @@ impl Layers<'_> {
             "purge_interval_ms",
             "a number of milliseconds"
         );
+        set!(
+            d.breaker.failures,
+            "breaker_failures",
+            "a number of failures (0 turns breakers off)"
+        );
+        set!(
+            d.breaker.cooldown_ms,
+            "breaker_cooldown_ms",
+            "a number of milliseconds"
+        );
+        set!(
+            d.breaker.max_cooldown_ms,
+            "breaker_max_cooldown_ms",
+            "a number of milliseconds"
+        );
         set!(c.listen, "listen", "an address like 127.0.0.1:8000");
         set!(c.data_dir, "data_dir", "a path");
         set!(
@@ -357,6 +376,15 @@ impl Layers<'_> {
         }
         if c.delivery.default_max_in_flight == 0 {
             return fail("default_max_in_flight", "must be at least 1");
+        }
+        if c.delivery.breaker.cooldown_ms < 1 {
+            return fail("breaker_cooldown_ms", "must be at least 1");
+        }
+        if c.delivery.breaker.max_cooldown_ms < c.delivery.breaker.cooldown_ms {
+            return fail(
+                "breaker_max_cooldown_ms",
+                "must be at least breaker_cooldown_ms",
+            );
         }
         if c.delivery.default_timeout_ms == 0 || c.delivery.default_timeout_ms > 300_000 {
             return fail("default_timeout_ms", "must be between 1 and 300000");

@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use herald_store::StoreStats;
+use herald_store::{CircuitCounts, StoreStats};
 
 /// `worker_id` of seed 003's metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +53,11 @@ struct Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueState {
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Service {
+    service: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +122,8 @@ pub struct Snapshot {
     pub long_polls: u64,
     /// Requests in flight on this node's engine.
     pub engine_in_flight: Option<u64>,
+    /// Endpoint breakers not closed, when the store answered.
+    pub circuits: Option<CircuitCounts>,
 }
 
 /// Every metric of a node.
@@ -134,6 +141,8 @@ pub struct Metrics {
     record_batch: Histogram,
     record_commit_seconds: Histogram,
     queue: Family<QueueState, Gauge>,
+    breakers: Family<QueueState, Gauge>,
+    breaker_status: Family<Service, Gauge>,
     oldest_due_age: Gauge<f64, AtomicU64>,
     jobs: Family<JobState, Gauge>,
     long_polls: Gauge,
@@ -173,6 +182,8 @@ impl Metrics {
             record_batch: batch_buckets(),
             record_commit_seconds: seconds_buckets(),
             queue: Family::default(),
+            breakers: Family::default(),
+            breaker_status: Family::default(),
             oldest_due_age: Gauge::default(),
             jobs: Family::default(),
             long_polls: Gauge::default(),
@@ -259,6 +270,16 @@ impl Metrics {
             "How long the oldest due delivery has waited (the delivery lag)",
             m.oldest_due_age.clone(),
         );
+        registry.register(
+            "circuit_breaker_status",
+            "Endpoint circuit breakers open or half-open (0: all closed)",
+            m.breaker_status.clone(),
+        );
+        registry.register(
+            "herald_circuit_breakers",
+            "Endpoint circuit breakers by state (open, half_open)",
+            m.breakers.clone(),
+        );
         registry.register("herald_jobs", "Jobs by status", m.jobs.clone());
         registry.register(
             "herald_long_polls",
@@ -343,6 +364,19 @@ impl Metrics {
             None => {
                 self.scrape_errors.inc();
             }
+        }
+        if let Some(c) = &now.circuits {
+            self.breakers
+                .get_or_create(&QueueState { state: "open" })
+                .set(c.open as i64);
+            self.breakers
+                .get_or_create(&QueueState { state: "half_open" })
+                .set(c.half_open as i64);
+            self.breaker_status
+                .get_or_create(&Service {
+                    service: "endpoints",
+                })
+                .set((c.open + c.half_open) as i64);
         }
         self.oldest_due_age.set(now.oldest_due_age_s.unwrap_or(0.0));
         for (status, n) in &now.jobs {

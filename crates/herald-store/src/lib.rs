@@ -12,6 +12,7 @@
 
 pub mod claiming;
 pub mod error;
+mod health;
 mod jobs_model;
 pub mod model;
 pub mod postgres;

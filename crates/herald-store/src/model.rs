@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use herald_core::breaker::{BreakerHealth, BreakerPolicy, Signal};
 use herald_core::retry::RetryPolicy;
 use herald_core::status::DeliveryStatus;
 use serde::Serialize;
@@ -120,6 +121,10 @@ pub enum EventKind {
     Event,
     /// A direct delivery: the payload is sent as given.
     Direct,
+    /// Published by Herald itself about an endpoint (`endpoint.failing`, …): delivered inside the envelope
+    /// like any event, but its deliveries never count towards an endpoint's health, so they cannot raise
+    /// operational events of their own.
+    Operational,
 }
 
 impl EventKind {
@@ -128,6 +133,7 @@ impl EventKind {
         match self {
             EventKind::Event => "event",
             EventKind::Direct => "direct",
+            EventKind::Operational => "operational",
         }
     }
 
@@ -136,6 +142,7 @@ impl EventKind {
         match s {
             "event" => Some(EventKind::Event),
             "direct" => Some(EventKind::Direct),
+            "operational" => Some(EventKind::Operational),
             _ => None,
         }
     }
@@ -298,6 +305,8 @@ pub struct ClaimedDelivery {
     pub correlation_id: String,
     /// Service-user authentication for the call, as JSON.
     pub auth: Option<String>,
+    /// It carries an operational event: its attempts do not count towards the endpoint's health.
+    pub operational: bool,
 }
 
 /// Where a delivery goes after an attempt (decided by the retry policy).
@@ -326,6 +335,39 @@ pub struct AttemptResult {
     pub next: NextState,
     /// When the result was recorded.
     pub now_ms: i64,
+    /// What the attempt says about its endpoint's health (`None`: it does not count, as for direct
+    /// deliveries and operational events).
+    pub health: Option<HealthReport>,
+}
+
+/// One attempt's word on its endpoint's health, folded into the endpoint's circuit breaker when the result is
+/// recorded.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// The endpoint (its dispatch key).
+    pub endpoint_id: String,
+    /// Success, failure, or neither.
+    pub signal: Signal,
+    /// The breaker's rules.
+    pub policy: BreakerPolicy,
+}
+
+/// An endpoint's circuit breaker as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointCircuit {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Its breaker.
+    pub health: BreakerHealth,
+}
+
+/// How many endpoint breakers are not closed, across tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CircuitCounts {
+    /// Open: waiting for the next probe.
+    pub open: u64,
+    /// Half-open: a probe may be in flight.
+    pub half_open: u64,
 }
 
 /// Work-claim request from a worker.

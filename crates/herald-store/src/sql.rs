@@ -73,8 +73,6 @@ pub const SET_ENDPOINT_SECRET: &str = "UPDATE endpoints SET secret = $1, updated
 pub const ROTATE_ENDPOINT_SECRET: &str = "UPDATE endpoints SET previous_secret = secret, \
     previous_secret_expires_ms = $1, secret = $2, updated_ms = $3 WHERE id = $4 AND tenant_id = $5";
 
-/// Migration 3 of both stores: API tokens in a table of their own (several per tenant, revocable). A
-/// tenant's existing token moves there; its id is derived from the hash, as for every token.
 /// Migration 4: the index that makes dispatch keys the unit of scheduling. The claim walks the distinct keys
 /// on it and reads each key's due rows from it, oldest first.
 pub const KEY_DUE_MIGRATION: &str =
@@ -92,9 +90,49 @@ pub const WALK_KEYS: &str = "WITH RECURSIVE walk(key, n) AS ( \
               ORDER BY d.dispatch_key LIMIT 1), walk.n + 1 \
       FROM walk WHERE walk.key IS NOT NULL AND walk.n < $2) \
     SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
-           ep.max_in_flight \
-    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key WHERE w.key IS NOT NULL ORDER BY w.n";
+           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END \
+    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
+    WHERE w.key IS NOT NULL ORDER BY w.n";
 
+/// Migration 5: per-dispatch-key state, one row per endpoint that has failed since its last success (or
+/// whose breaker is open). `circuit` is `closed` or `open`; an open breaker past `probe_ms` is half-open.
+pub const DISPATCH_KEYS_MIGRATION: &str = "
+CREATE TABLE dispatch_keys (
+    key               TEXT PRIMARY KEY,
+    failures          BIGINT NOT NULL,
+    circuit           TEXT NOT NULL,
+    opened_ms         BIGINT,
+    probe_ms          BIGINT,
+    cooldown_ms       BIGINT NOT NULL,
+    failing_since_ms  BIGINT,
+    last_error        TEXT,
+    changed_ms        BIGINT,
+    updated_ms        BIGINT NOT NULL
+);
+CREATE INDEX dispatch_keys_open ON dispatch_keys (probe_ms) WHERE circuit = 'open';
+";
+
+/// Columns of a dispatch key's breaker, in the order both stores read them.
+pub const DISPATCH_KEY_COLUMNS: &str =
+    "key, failures, circuit, opened_ms, probe_ms, cooldown_ms, failing_since_ms, last_error, changed_ms";
+
+/// Write a dispatch key's breaker: the columns of [`DISPATCH_KEY_COLUMNS`] (`$1`…`$9`), updated at `$10`.
+pub const UPSERT_DISPATCH_KEY: &str = "INSERT INTO dispatch_keys \
+    (key, failures, circuit, opened_ms, probe_ms, cooldown_ms, failing_since_ms, last_error, changed_ms, updated_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key) DO UPDATE SET \
+    failures = excluded.failures, circuit = excluded.circuit, opened_ms = excluded.opened_ms, \
+    probe_ms = excluded.probe_ms, cooldown_ms = excluded.cooldown_ms, failing_since_ms = excluded.failing_since_ms, \
+    last_error = excluded.last_error, changed_ms = excluded.changed_ms, updated_ms = excluded.updated_ms";
+
+/// Breakers not closed at `$1`: open (before their probe) and half-open, across tenants.
+pub const CIRCUIT_COUNTS: &str = "SELECT COALESCE(SUM(CASE WHEN probe_ms > $1 THEN 1 ELSE 0 END), 0), \
+    COALESCE(SUM(CASE WHEN probe_ms > $1 THEN 0 ELSE 1 END), 0) FROM dispatch_keys WHERE circuit = 'open'";
+
+/// Forget endpoint `$1`'s breaker (deleted or re-enabled).
+pub const FORGET_DISPATCH_KEY: &str = "DELETE FROM dispatch_keys WHERE key = $1";
+
+/// Migration 3 of both stores: API tokens in a table of their own (several per tenant, revocable). A
+/// tenant's existing token moves there; its id is derived from the hash, as for every token.
 pub const TOKENS_MIGRATION: &str = "
 CREATE TABLE tenant_tokens (
     id            TEXT PRIMARY KEY,

@@ -218,7 +218,10 @@ pub trait Store: Send + Sync + 'static {
     /// up to its free slots (`max_in_flight` minus unexpired leases on every node), each key's rows oldest
     /// due first.
     async fn claim_due(&self, request: &ClaimRequest) -> StoreResult<Claim>;
-    /// Record attempts and move their deliveries on, in one commit.
+    /// Record attempts and move their deliveries on, in one commit. The results that moved a delivery on and
+    /// carry a [`HealthReport`] are folded into their endpoints' circuit breakers in the same commit; a
+    /// breaker that opens or closes publishes `endpoint.failing` or `endpoint.recovered` (an operational
+    /// event) into the endpoint's tenant, also in that commit.
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()>;
     /// [`record_attempts`](Store::record_attempts), then [`claim_due`](Store::claim_due), in one commit: the
     /// slots the recorded attempts free are refilled without a round trip of their own.
@@ -254,4 +257,16 @@ pub trait Store: Send + Sync + 'static {
     async fn oldest_due_ms(&self, now_ms: i64) -> StoreResult<Option<i64>>;
     /// How many jobs there are of each status, across tenants.
     async fn count_jobs(&self) -> StoreResult<Vec<(String, u64)>>;
+
+    // ---- endpoint health ----
+
+    /// The stored circuit breakers of a tenant's endpoints among `ids`; an endpoint left out has a closed
+    /// breaker and no failure since its last success.
+    async fn endpoint_circuits(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<EndpointCircuit>>;
+    /// How many breakers are open and half-open at `now_ms`, across tenants.
+    async fn circuit_counts(&self, now_ms: i64) -> StoreResult<CircuitCounts>;
 }

@@ -9,9 +9,10 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use herald_store::Store;
 
+use herald_core::breaker::{classify, BreakerPolicy};
 use herald_core::retry::{AttemptOutcome, Decision, ErrorKind, RetryContext};
 use herald_core::signing::{signature_header, Secret};
-use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, NextState};
+use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, HealthReport, NextState};
 
 use super::client::{DeliveryClient, Outgoing, Sent};
 use super::limits::Limits;
@@ -42,6 +43,8 @@ pub struct AttemptContext {
     pub store: Arc<dyn Store>,
     /// Where attempts are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The circuit breakers' rules, sent with every result that counts towards an endpoint's health.
+    pub breaker: BreakerPolicy,
 }
 
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
@@ -227,11 +230,29 @@ pub async fn run(
         was_4xx: status_code.is_some_and(|s| (400..500).contains(&s)),
         next,
         now_ms: finished_ms,
+        health: health_report(&d, status_code, &ctx.breaker),
     };
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
     let _ = ctx.results.send(result).await;
     slot.finish();
+}
+
+/// What the attempt says about its endpoint, for the breaker: nothing for direct deliveries (they have no
+/// endpoint) and for operational events (so a failing endpoint's alerts cannot feed its own breaker).
+fn health_report(
+    d: &ClaimedDelivery,
+    status_code: Option<u16>,
+    policy: &BreakerPolicy,
+) -> Option<HealthReport> {
+    if d.operational || policy.failures == 0 {
+        return None;
+    }
+    d.endpoint_id.as_ref().map(|endpoint_id| HealthReport {
+        endpoint_id: endpoint_id.clone(),
+        signal: classify(status_code),
+        policy: *policy,
+    })
 }
 
 fn log_attempt(

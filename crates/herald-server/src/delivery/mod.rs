@@ -105,6 +105,7 @@ impl Engine {
             authenticator,
             store: store.clone(),
             metrics,
+            breaker: config.breaker,
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {

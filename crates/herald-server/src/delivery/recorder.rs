@@ -259,6 +259,7 @@ mod tests {
             },
             was_4xx: false,
             next: NextState::Delivered,
+            health: None,
             now_ms: 1,
         }
     }

@@ -271,11 +271,7 @@ pub async fn list(
         .store
         .list_endpoints(&caller.tenant_id, &filter, &page)
         .await?;
-    let data = listing
-        .items
-        .iter()
-        .map(|ep| views::endpoint(ep, false))
-        .collect();
+    let data = with_circuits(&state, &caller.tenant_id, &listing.items).await?;
     Ok(Json(views::page(data, listing.next_after)))
 }
 
@@ -286,7 +282,31 @@ pub async fn get(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
-    Ok(Json(views::endpoint(&ep, false)))
+    let mut shown = with_circuits(&state, &caller.tenant_id, std::slice::from_ref(&ep)).await?;
+    Ok(Json(shown.remove(0)))
+}
+
+/// Endpoints as shown, each with its circuit breaker (`circuit`).
+async fn with_circuits(
+    state: &AppState,
+    tenant_id: &str,
+    endpoints: &[EndpointRecord],
+) -> ApiResult<Vec<Value>> {
+    let ids: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
+    let circuits = state.store.endpoint_circuits(tenant_id, &ids).await?;
+    let now = now_ms();
+    Ok(endpoints
+        .iter()
+        .map(|ep| {
+            let mut v = views::endpoint(ep, false);
+            let health = circuits
+                .iter()
+                .find(|c| c.endpoint_id == ep.id)
+                .map(|c| &c.health);
+            v["circuit"] = views::circuit(health, now);
+            v
+        })
+        .collect())
 }
 
 /// `GET /v1/endpoints/{id}/secret`

@@ -1,4 +1,5 @@
-//! `/healthz` (liveness) and `/health` (store reachable, queue depth, engine load); no auth.
+//! `/healthz` (liveness) and `/health` (store reachable, queue depth, engine load, open circuit breakers);
+//! no auth.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +16,8 @@ pub async fn liveness() -> Json<Value> {
 /// `GET /health`: 200 when the store answers and (on a delivering node) the engine runs, 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store_kind = state.store.kind();
-    let stats = state.store.stats(now_ms()).await;
+    let now = now_ms();
+    let (stats, circuits) = tokio::join!(state.store.stats(now), state.store.circuit_counts(now));
     // Read once: the answer's status and its `running` field must agree.
     let running = state.engine.as_ref().map(|e| e.running());
     let workers = state.engine.as_ref().map(|e| {
@@ -27,8 +29,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         })
     });
     let engine_down = running == Some(false);
-    match stats {
-        Ok(stats) => (
+    match stats.and_then(|stats| Ok((stats, circuits?))) {
+        Ok((stats, circuits)) => (
             if engine_down {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
@@ -38,6 +40,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 "status": if engine_down { "degraded" } else { "ok" },
                 "store": { "kind": store_kind, "reachable": true },
                 "queue": stats,
+                "circuit_breakers": circuits,
                 "workers": workers,
                 "jobs": { "long_polls": state.jobs.waiting() },
                 "role": format!("{:?}", state.config.role).to_lowercase(),

@@ -35,10 +35,11 @@ pub fn open_router(state: AppState) -> Router {
 /// answer leaves its figures out and counts a scrape error; the rest is still served.
 async fn exposition(state: &AppState) -> impl IntoResponse {
     let now = now_ms();
-    let (queue, oldest, jobs) = tokio::join!(
+    let (queue, oldest, jobs, circuits) = tokio::join!(
         state.store.stats(now),
         state.store.oldest_due_ms(now),
         state.store.count_jobs(),
+        state.store.circuit_counts(now),
     );
     let snapshot = Snapshot {
         queue: queue.ok(),
@@ -49,6 +50,7 @@ async fn exposition(state: &AppState) -> impl IntoResponse {
         jobs: jobs.unwrap_or_default(),
         long_polls: state.jobs.waiting() as u64,
         engine_in_flight: state.engine.as_ref().map(|e| e.in_flight() as u64),
+        circuits: circuits.ok(),
     };
     (
         [(CONTENT_TYPE, PROMETHEUS_TEXT)],

@@ -2,6 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use herald_core::breaker::BreakerHealth;
 use herald_core::ids::is_valid_id;
 use herald_core::time::format_rfc3339_ms;
 use herald_store::{AttemptRecord, DeliveryRecord, EndpointRecord, EventRecord};
@@ -35,6 +36,20 @@ pub fn endpoint(ep: &EndpointRecord, with_secret: bool) -> Value {
         v["secret"] = json!(ep.secret);
     }
     v
+}
+
+/// An endpoint's circuit breaker at `now_ms` (`None`: no failure since its last success).
+pub fn circuit(health: Option<&BreakerHealth>, now_ms: i64) -> Value {
+    let healthy = BreakerHealth::default();
+    let h = health.unwrap_or(&healthy);
+    json!({
+        "state": h.state(now_ms).as_str(),
+        "consecutive_failures": h.failures,
+        "failing_since": h.failing_since_ms.map(time),
+        "opened_at": h.open.then_some(h.opened_ms).flatten().map(time),
+        "next_probe_at": h.open.then_some(h.probe_ms).flatten().map(time),
+        "last_error": h.last_error,
+    })
 }
 
 /// An event with its payload.

@@ -155,6 +155,7 @@ impl CandidateRow {
             cycle_started_ms: self.cycle_started_ms,
             correlation_id: self.correlation_id,
             auth: self.auth,
+            operational: self.kind == EventKind::Operational.as_str(),
         })
     }
 }

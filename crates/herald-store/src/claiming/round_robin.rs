@@ -22,10 +22,24 @@ pub struct KeyDue {
     pub min_due_ms: i64,
     /// Its endpoint's `max_in_flight`, if it is an endpoint that still exists.
     pub max_in_flight: Option<i64>,
+    /// While its circuit breaker is open: when the next probe may be sent.
+    pub probe_ms: Option<i64>,
 }
 
-/// A key's `max_in_flight`: its endpoint's, or `default_max_in_flight` for direct keys; at least 1.
+impl KeyDue {
+    /// Whether the key may be given work at `now_ms`: it has a due row and its breaker, if open, is past
+    /// its cooldown (half-open).
+    pub fn claimable(&self, now_ms: i64) -> bool {
+        self.min_due_ms <= now_ms && self.probe_ms.is_none_or(|probe| probe <= now_ms)
+    }
+}
+
+/// A key's `max_in_flight`: its endpoint's, or `default_max_in_flight` for direct keys; at least 1. A
+/// half-open breaker allows one: the probe.
 pub fn key_limit(key: &KeyDue, default_max_in_flight: u32) -> u32 {
+    if key.probe_ms.is_some() {
+        return 1;
+    }
     key.max_in_flight
         .map(to_u32)
         .unwrap_or(default_max_in_flight)
@@ -239,15 +253,15 @@ pub struct Plan {
     pub more: bool,
 }
 
-/// The keys of a step that are due now.
+/// The keys of a step that may be given work now ([`KeyDue::claimable`]).
 pub fn due_keys(keys: &[KeyDue], now_ms: i64) -> Vec<&str> {
     keys.iter()
-        .filter(|k| k.min_due_ms <= now_ms)
+        .filter(|k| k.claimable(now_ms))
         .map(|k| k.key.as_str())
         .collect()
 }
 
-/// The keys of a step that are due and have free slots, with how many (`max_in_flight` minus the
+/// The keys of a step that may be given work and have free slots, with how many (their limit minus the
 /// unexpired leases in `in_flight`).
 pub fn due_shares(
     keys: &[KeyDue],
@@ -256,7 +270,7 @@ pub fn due_shares(
     default_max_in_flight: u32,
 ) -> Vec<KeyShare> {
     keys.iter()
-        .filter(|k| k.min_due_ms <= now_ms)
+        .filter(|k| k.claimable(now_ms))
         .filter_map(|k| {
             let max = key_limit(k, default_max_in_flight);
             let used = in_flight.get(&k.key).copied().unwrap_or(0);
@@ -280,6 +294,7 @@ mod tests {
             key: name.to_string(),
             min_due_ms: 0,
             max_in_flight: Some(4),
+            probe_ms: None,
         }
     }
 
@@ -349,5 +364,21 @@ mod tests {
         gathered.read(&mut shares[1], 4, b);
         // Three slots are left, and only "b" may have more rows.
         assert_eq!(gathered.next_round(&shares).unwrap(), vec![0, 7]);
+    }
+
+    #[test]
+    fn an_open_breaker_gives_no_work_and_a_half_open_one_a_single_probe() {
+        let open = KeyDue {
+            probe_ms: Some(100),
+            ..key("a")
+        };
+        let shares = due_shares(&[open.clone(), key("b")], &HashMap::new(), 50, 16);
+        assert_eq!(shares.len(), 1);
+        assert_eq!(shares[0].key, "b");
+        assert_eq!(due_keys(&[open.clone()], 50), Vec::<&str>::new());
+        let shares = due_shares(&[open.clone()], &HashMap::new(), 100, 16);
+        assert_eq!(shares[0].free, 1);
+        let probing = HashMap::from([("a".to_string(), 1)]);
+        assert!(due_shares(&[open], &probing, 100, 16).is_empty());
     }
 }

@@ -110,7 +110,7 @@ async fn write(
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let results = publish_all(&tx, ids, events).await?;
+        let results = publish_all(&tx, ids, events, EventKind::Event).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(results)
     };
@@ -123,12 +123,13 @@ async fn write(
         })
 }
 
-/// Store every event and its fan-out inside `tx`; an event whose idempotency key was used in the last 24 h
-/// gets the earlier answer instead.
-async fn publish_all(
+/// Store every event (all of `kind`) and its fan-out inside `tx`; an event whose idempotency key was used in
+/// the last 24 h gets the earlier answer instead.
+pub(super) async fn publish_all(
     tx: &impl GenericClient,
     ids: &IdSource,
     events: Vec<NewEvent>,
+    kind: EventKind,
 ) -> StoreResult<Vec<Published>> {
     let mut answers: Vec<Option<Published>> = Vec::with_capacity(events.len());
     let mut fresh: Vec<(usize, EventRecord)> = Vec::with_capacity(events.len());
@@ -136,7 +137,7 @@ async fn publish_all(
         let event = EventRecord {
             id: ids.next("evt", new.now_ms),
             tenant_id: new.tenant_id,
-            kind: EventKind::Event,
+            kind,
             event_type: new.event_type,
             payload: new.payload,
             idempotency_key: new.idempotency_key,

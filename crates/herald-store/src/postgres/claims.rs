@@ -71,36 +71,48 @@ async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<Ke
                 key: get(row, 0)?,
                 min_due_ms,
                 max_in_flight: get(row, 2)?,
+                probe_ms: get(row, 3)?,
             });
         }
     }
     Ok(out)
 }
 
-/// Unexpired leases per dispatch key, for `keys`, across the cluster.
+/// Unexpired leases per dispatch key, for `keys`, across the cluster, and the probe times of those whose
+/// breaker is open. Read under the claim lock: the walk's view of the breakers may predate a commit that
+/// opened one.
 async fn leases_per_key(
     tx: &Transaction<'_>,
     keys: &[&str],
     now_ms: i64,
-) -> StoreResult<HashMap<String, u32>> {
-    let mut in_flight = HashMap::new();
+) -> StoreResult<(HashMap<String, u32>, HashMap<String, i64>)> {
+    let (mut in_flight, mut probes) = (HashMap::new(), HashMap::new());
     if keys.is_empty() {
-        return Ok(in_flight);
+        return Ok((in_flight, probes));
     }
     let stmt = tx
         .prepare_cached(
-            "SELECT dispatch_key, COUNT(*) FROM deliveries WHERE status = 'in_progress' AND due_ms > $1 \
-             AND dispatch_key = ANY($2) GROUP BY dispatch_key",
+            "SELECT dispatch_key, COUNT(*), NULL::bigint FROM deliveries WHERE status = 'in_progress' \
+             AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
+             UNION ALL SELECT key, 0, probe_ms FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open'",
         )
         .await
         .map_err(pg_error)?;
     for row in &tx.query(&stmt, &[&now_ms, &keys]).await.map_err(pg_error)? {
-        in_flight.insert(
-            get::<String>(row, 0)?,
-            get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
-        );
+        let key = get::<String>(row, 0)?;
+        match get::<Option<i64>>(row, 2)? {
+            Some(probe) => {
+                probes.insert(key, probe);
+            }
+            None => {
+                in_flight.insert(
+                    key,
+                    get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                );
+            }
+        }
     }
-    Ok(in_flight)
+    Ok((in_flight, probes))
 }
 
 /// One round of reads for a step: the ids of each asked key's oldest due rows (`asks[i]` for `shares[i]`,
@@ -159,14 +171,15 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let keys = walker.take(walk(tx, &after, asked).await?, asked);
+        let mut keys = walker.take(walk(tx, &after, asked).await?, asked);
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
-        let due = due_keys(&keys, now);
+        let due: Vec<String> = due_keys(&keys, now).into_iter().map(String::from).collect();
         if due.is_empty() {
             continue;
         }
+        let due: Vec<&str> = due.iter().map(String::as_str).collect();
         // The walk only proposes keys; what is free is read under the lock, taken only when some key is
         // due (a refill after the last due work takes no lock at all).
         if !locked {
@@ -177,7 +190,11 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
             locked = true;
         }
-        in_flight.extend(leases_per_key(tx, &due, now).await?);
+        let (leases, probes) = leases_per_key(tx, &due, now).await?;
+        in_flight.extend(leases);
+        for k in keys.iter_mut().filter(|k| k.claimable(now)) {
+            k.probe_ms = probes.get(&k.key).copied();
+        }
         let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
         while let Some(asks) = gathered.next_round(&shares) {
             read_round(tx, &mut gathered, &mut shares, &asks, now).await?;
@@ -290,7 +307,7 @@ pub async fn record_attempts(store: &PostgresStore, results: &[AttemptResult]) -
     }
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    super::records::record_in(&tx, results).await?;
+    super::records::record_in(&tx, &store.ids, results).await?;
     tx.commit().await.map_err(pg_error)
 }
 
@@ -304,7 +321,7 @@ pub async fn record_and_claim(
 ) -> StoreResult<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    super::records::record_in(&tx, results).await?;
+    super::records::record_in(&tx, &store.ids, results).await?;
     let claim = claim_in(&tx, request).await?;
     let _ = claimed.send(claim);
     tx.commit().await.map_err(pg_error)

@@ -201,6 +201,9 @@ pub async fn delete_endpoint(
     )
     .await
     .map_err(pg_error)?;
+    c.execute(crate::sql::FORGET_DISPATCH_KEY, &[&id])
+        .await
+        .map_err(pg_error)?;
     Ok(())
 }
 

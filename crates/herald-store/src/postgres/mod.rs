@@ -12,6 +12,7 @@ mod batch;
 mod claims;
 mod deliveries;
 mod endpoints;
+mod health;
 mod jobs;
 mod listen;
 mod publish;

@@ -2,12 +2,20 @@
 
 use deadpool_postgres::Transaction;
 
-use super::pg_error;
+use std::collections::HashSet;
+
+use super::rows::get;
+use super::{pg_error, IdSource};
 use crate::error::StoreResult;
 use crate::model::*;
 
-/// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements.
-pub async fn record_in(tx: &Transaction<'_>, results: &[AttemptResult]) -> StoreResult<()> {
+/// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
+/// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
+pub async fn record_in(
+    tx: &Transaction<'_>,
+    ids_source: &IdSource,
+    results: &[AttemptResult],
+) -> StoreResult<()> {
     if results.is_empty() {
         return Ok(());
     }
@@ -79,17 +87,25 @@ pub async fn record_in(tx: &Transaction<'_>, results: &[AttemptResult]) -> Store
              due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
                          $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
-             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress'",
+             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' RETURNING d.id",
         )
         .await
         .map_err(pg_error)?;
-    tx.execute(
-        &advance,
-        &[
-            &ids, &owners, &statuses, &numbers, &was_4xx, &dues, &codes, &errors, &nows,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    Ok(())
+    let moved = tx
+        .query(
+            &advance,
+            &[
+                &ids, &owners, &statuses, &numbers, &was_4xx, &dues, &codes, &errors, &nows,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if results.iter().all(|r| r.health.is_none()) {
+        return Ok(());
+    }
+    let mut advanced = HashSet::with_capacity(moved.len());
+    for row in &moved {
+        advanced.insert(get::<String>(row, 0)?);
+    }
+    super::health::apply(tx, ids_source, results, &advanced).await
 }

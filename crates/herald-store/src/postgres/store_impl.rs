@@ -472,6 +472,22 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn endpoint_circuits(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<EndpointCircuit>> {
+        self.timed(async {
+            super::health::endpoint_circuits(&self.client().await?, tenant_id, ids).await
+        })
+        .await
+    }
+
+    async fn circuit_counts(&self, now_ms: i64) -> StoreResult<CircuitCounts> {
+        self.timed(async { super::health::circuit_counts(&self.client().await?, now_ms).await })
+            .await
+    }
+
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
         self.timed(async { claims::stats(&self.client().await?, now_ms).await })
             .await

@@ -1,9 +1,10 @@
 //! The delivery engine's side of the store: leasing due work, recording attempts, releasing leases, purging.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, Row};
 
+use super::writer::WriteCtx;
 use crate::claiming::{
     due_keys, due_shares, select, CandidateRow, Gathered, KeyDue, KeyWalk, CANDIDATE_COLUMNS,
 };
@@ -78,16 +79,18 @@ fn walk(conn: &Connection, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
                 r.get::<_, String>(0)?,
                 r.get::<_, Option<i64>>(1)?,
                 r.get(2)?,
+                r.get(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows
         .into_iter()
-        .filter_map(|(key, due, max_in_flight)| {
+        .filter_map(|(key, due, max_in_flight, probe_ms)| {
             due.map(|min_due_ms| KeyDue {
                 key,
                 min_due_ms,
                 max_in_flight,
+                probe_ms,
             })
         })
         .collect())
@@ -184,7 +187,11 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     })
 }
 
-pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreResult<()> {
+/// Record `results`: log each attempt, move its delivery on, and fold what it says about its endpoint into
+/// the endpoint's breaker (publishing the operational events the breaker's moves raise).
+pub fn record_attempts(ctx: &mut WriteCtx, results: &[AttemptResult]) -> StoreResult<()> {
+    let conn = &ctx.conn;
+    let mut advanced = HashSet::new();
     // An attempt is logged unless another worker now holds the delivery's lease: then this result comes from
     // a lost lease, and that worker's own attempt is the one to keep.
     let mut insert = conn.prepare_cached(
@@ -214,7 +221,7 @@ pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreRes
             NextState::RetryAt(at) => ("retrying", Some(at)),
             NextState::Failed => ("failed", None),
         };
-        advance.execute(params![
+        let moved = advance.execute(params![
             r.delivery_id,
             r.owner,
             status,
@@ -225,8 +232,12 @@ pub fn record_attempts(conn: &Connection, results: &[AttemptResult]) -> StoreRes
             a.error,
             r.now_ms
         ])?;
+        if moved > 0 {
+            advanced.insert(r.delivery_id.as_str());
+        }
     }
-    Ok(())
+    drop((insert, advance));
+    super::health::apply(ctx, results, &advanced)
 }
 
 const RELEASE: &str = "UPDATE deliveries SET \

@@ -159,5 +159,6 @@ pub fn delete_endpoint(
          WHERE endpoint_id = ?1 AND status IN ('pending', 'retrying', 'in_progress')",
         params![id, now_ms],
     )?;
+    conn.execute(crate::sql::FORGET_DISPATCH_KEY, [id])?;
     Ok(())
 }

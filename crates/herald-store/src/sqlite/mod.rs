@@ -8,6 +8,7 @@
 mod claims;
 mod deliveries;
 mod endpoints;
+mod health;
 pub(crate) mod jobs;
 mod publish;
 pub(crate) mod rows;

@@ -16,6 +16,11 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 const REPLAY_LIMIT: i64 = 100_000;
 
 pub fn publish(ctx: &mut WriteCtx, new: NewEvent) -> StoreResult<Published> {
+    publish_as(ctx, new, EventKind::Event)
+}
+
+/// Publish an event of `kind` (an ordinary event, or an operational one).
+pub fn publish_as(ctx: &mut WriteCtx, new: NewEvent, kind: EventKind) -> StoreResult<Published> {
     if let Some(key) = &new.idempotency_key {
         if let Some(earlier) = replay_idempotent(&ctx.conn, &new.tenant_id, key, new.now_ms)? {
             return Ok(earlier);
@@ -24,7 +29,7 @@ pub fn publish(ctx: &mut WriteCtx, new: NewEvent) -> StoreResult<Published> {
     let event = EventRecord {
         id: ctx.new_id("evt", new.now_ms),
         tenant_id: new.tenant_id,
-        kind: EventKind::Event,
+        kind,
         event_type: new.event_type,
         payload: new.payload,
         idempotency_key: new.idempotency_key,

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, JOBS),
     (3, crate::sql::TOKENS_MIGRATION),
     (4, crate::sql::KEY_DUE_MIGRATION),
+    (5, crate::sql::DISPATCH_KEYS_MIGRATION),
 ];
 
 const JOBS: &str = r#"

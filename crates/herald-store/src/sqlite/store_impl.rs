@@ -384,7 +384,7 @@ impl Store for SqliteStore {
 
     async fn record_attempts(&self, results: Vec<AttemptResult>) -> StoreResult<()> {
         self.writer
-            .write(move |ctx| claims::record_attempts(&ctx.conn, &results))
+            .write(move |ctx| claims::record_attempts(ctx, &results))
             .await
     }
 
@@ -399,7 +399,7 @@ impl Store for SqliteStore {
         // caller's second write of them changes nothing (it is guarded by the lease owner).
         self.writer
             .write(move |ctx| {
-                claims::record_attempts(&ctx.conn, &results)?;
+                claims::record_attempts(ctx, &results)?;
                 let _ = claimed.send(claims::claim_due(&ctx.conn, &request)?);
                 Ok(())
             })
@@ -463,6 +463,21 @@ impl Store for SqliteStore {
             Ok(counts)
         })
         .await
+    }
+
+    async fn endpoint_circuits(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<EndpointCircuit>> {
+        let (tenant_id, ids) = (tenant_id.to_string(), ids.to_vec());
+        self.read(move |conn| super::health::endpoint_circuits(conn, &tenant_id, &ids))
+            .await
+    }
+
+    async fn circuit_counts(&self, now_ms: i64) -> StoreResult<CircuitCounts> {
+        self.read(move |conn| super::health::circuit_counts(conn, now_ms))
+            .await
     }
 
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {

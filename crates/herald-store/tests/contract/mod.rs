@@ -6,6 +6,7 @@
 //! Every body passes explicit times (around [`BASE`]) so nothing depends on the wall clock or sleeps.
 
 pub mod attempts;
+pub mod breakers;
 pub mod claims;
 pub mod deliveries;
 pub mod endpoint_lifecycle;
@@ -20,13 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use herald_core::breaker::{classify, BreakerPolicy};
 use herald_core::ids::encode_id;
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_store::error::StoreResult;
 use herald_store::{
-    AttemptRecord, AttemptResult, ClaimRequest, ClaimedDelivery, EndpointRecord, NewDirectDelivery,
-    NewEvent, NextState, Store, StoreError, DEFAULT_TENANT,
+    AttemptRecord, AttemptResult, ClaimRequest, ClaimedDelivery, EndpointRecord, HealthReport,
+    NewDirectDelivery, NewEvent, NextState, Store, StoreError, DEFAULT_TENANT,
 };
 use herald_store::{DeliveryFilter, Page};
 
@@ -61,6 +63,9 @@ macro_rules! contract_tests {
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
             attempts::record_attempts,
+            breakers::a_run_of_failures_opens_the_breaker_and_stops_claims,
+            breakers::a_half_open_breaker_sends_one_probe,
+            breakers::results_written_twice_count_once,
             attempts::lost_lease_keeps_attempt_history,
             operator::operator_actions,
             deliveries::list_deliveries_filters,
@@ -261,6 +266,33 @@ pub fn attempt_result(
         was_4xx: matches!(status_code, Some(400..=499)),
         next,
         now_ms,
+        health: None,
+    }
+}
+
+/// [`attempt_result`] for a delivery `owner` claimed, counted towards its endpoint's breaker under `policy`.
+pub fn counted_result(
+    delivery: &ClaimedDelivery,
+    owner: &str,
+    status_code: Option<u16>,
+    next: NextState,
+    now_ms: i64,
+    policy: BreakerPolicy,
+) -> AttemptResult {
+    AttemptResult {
+        health: Some(HealthReport {
+            endpoint_id: delivery.dispatch_key.clone(),
+            signal: classify(status_code),
+            policy,
+        }),
+        ..attempt_result(
+            &delivery.id,
+            owner,
+            delivery.attempt_count + 1,
+            status_code,
+            next,
+            now_ms,
+        )
     }
 }
 

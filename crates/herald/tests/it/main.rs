@@ -1,6 +1,7 @@
 //! Integration tests: the real server and real receivers on 127.0.0.1 ephemeral ports.
 
 mod api;
+mod breakers;
 mod cluster;
 mod compat;
 mod crash;

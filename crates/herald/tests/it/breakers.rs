@@ -1,0 +1,190 @@
+//! Circuit breakers over real connections: a dead endpoint is cut off after a run of failures, probed once
+//! per cooldown, and restored when it heals; subscribers hear `endpoint.failing` and `endpoint.recovered`;
+//! every node of a cluster honours the same breaker.
+
+use std::time::{Duration, Instant};
+
+use herald_core::breaker::BreakerPolicy;
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, Reply, TestApp, TestReceiver};
+use crate::on_both_stores;
+
+/// Five failures open the breaker; 700 ms to each probe.
+const POLICY: BreakerPolicy = BreakerPolicy {
+    failures: 5,
+    cooldown_ms: 700,
+    max_cooldown_ms: 700,
+};
+
+/// An endpoint at `url` taking one request at a time and retrying every 50 ms, many times.
+fn fragile_endpoint(url: String) -> Value {
+    json!({
+        "url": url,
+        "event_types": ["order.*"],
+        "max_in_flight": 1,
+        "retry_policy": {"kind": "schedule", "delays_ms": vec![50; 40]},
+    })
+}
+
+async fn circuit(app: &TestApp, endpoint_id: &str) -> Value {
+    let (status, shown) = app.get(&format!("/v1/endpoints/{endpoint_id}")).await;
+    assert_eq!(status.as_u16(), 200, "{shown}");
+    shown["circuit"].clone()
+}
+
+/// Wait for the endpoint's breaker to be shown open; returns it.
+async fn open_circuit(app: &TestApp, endpoint_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = circuit(app, endpoint_id).await;
+        if shown["state"] == "open" {
+            return shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the breaker never opened: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The count stays at `expected` for `window`.
+async fn stays(rx: &TestReceiver, expected: usize, window: Duration) {
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        assert_eq!(
+            rx.count(),
+            expected,
+            "attempts reached an endpoint whose breaker is open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_stores!(a_dead_endpoint_is_cut_off_probed_and_restored);
+
+pub async fn a_dead_endpoint_is_cut_off_probed_and_restored(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |c| c.delivery.breaker = POLICY).await else {
+        return;
+    };
+    let dead = TestReceiver::start(Reply::status(503)).await;
+    let watcher = TestReceiver::start(Reply::status(204)).await;
+    let ep = app.endpoint(fragile_endpoint(dead.url("/dead"))).await;
+    let ep_id = ep["id"].as_str().unwrap().to_string();
+    app.endpoint(json!({"url": watcher.url("/ops"), "event_types": ["endpoint.*"]}))
+        .await;
+    assert_eq!(circuit(&app, &ep_id).await["state"], "closed");
+    let mut deliveries = Vec::new();
+    for n in 0..3 {
+        let (status, body) = app
+            .post(
+                "/v1/events",
+                json!({"event_type": "order.created", "payload": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202, "{body}");
+        deliveries.push(body["deliveries"][0]["id"].as_str().unwrap().to_string());
+    }
+
+    // Five failures open it, and the subscriber is told which endpoint is failing.
+    let alerts = watcher.wait_for(1, Duration::from_secs(10)).await;
+    let failing = alerts[0].json();
+    assert_eq!(failing["type"], "endpoint.failing", "{failing}");
+    assert_eq!(failing["data"]["endpoint_id"], ep_id.as_str());
+    assert_eq!(failing["data"]["url"], dead.url("/dead"));
+    assert_eq!(failing["data"]["consecutive_failures"], 5);
+    assert_eq!(failing["data"]["last_error"], "HTTP 503");
+    assert!(
+        alerts[0].header("webhook-signature").is_some(),
+        "signed like any event"
+    );
+    // The alert may be sent while the commit that opened the breaker is still being made durable.
+    let shown = open_circuit(&app, &ep_id).await;
+    assert_eq!(shown["consecutive_failures"], 5);
+    assert!(shown["next_probe_at"].is_string(), "{shown}");
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["circuit_breakers"]["open"], 1, "{health}");
+
+    // While open, nothing is sent and no attempt is charged.
+    assert_eq!(dead.count(), 5);
+    stays(&dead, 5, Duration::from_millis(450)).await;
+
+    // The cooldown ends: exactly one probe, which fails, so it opens again for another cooldown.
+    dead.wait_for(6, Duration::from_secs(5)).await;
+    stays(&dead, 6, Duration::from_millis(450)).await;
+
+    // The endpoint heals: the next probe closes the breaker and the backlog drains.
+    dead.set_default(Reply::status(204));
+    for id in &deliveries {
+        app.wait_status(id, "delivered", Duration::from_secs(10))
+            .await;
+    }
+    let mut charged = 0;
+    for id in &deliveries {
+        let (_, d) = app.get(&format!("/v1/deliveries/{id}")).await;
+        charged += d["attempt_count"].as_u64().unwrap();
+    }
+    assert_eq!(
+        charged as usize,
+        dead.count(),
+        "attempts are charged only when sent"
+    );
+    let alerts = watcher.wait_for(2, Duration::from_secs(10)).await;
+    let recovered = alerts[1].json();
+    assert_eq!(recovered["type"], "endpoint.recovered", "{recovered}");
+    assert_eq!(recovered["data"]["endpoint_id"], ep_id.as_str());
+    assert_eq!(circuit(&app, &ep_id).await["state"], "closed");
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["circuit_breakers"]["open"], 0, "{health}");
+    // The alerts' own deliveries never raise alerts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(watcher.count(), 2);
+}
+
+/// Two nodes on one database: once one node's results open the breaker, neither node sends to the
+/// endpoint until the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_honour_one_breaker() {
+    let slow_probe = BreakerPolicy {
+        cooldown_ms: 1_500,
+        max_cooldown_ms: 1_500,
+        ..POLICY
+    };
+    let Some(a) = TestApp::spawn_on(Backend::Postgres, |c| c.delivery.breaker = slow_probe).await
+    else {
+        return;
+    };
+    let url = a.database_url();
+    let b = TestApp::spawn_with(|c| {
+        c.database_url = url;
+        c.delivery.breaker = slow_probe;
+    })
+    .await;
+    let dead = TestReceiver::start(Reply::status(500)).await;
+    let mut body = fragile_endpoint(dead.url("/dead"));
+    body["max_in_flight"] = json!(4);
+    let ep = a.endpoint(body).await;
+    let ep_id = ep["id"].as_str().unwrap().to_string();
+    for n in 0..40 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let (status, _) = node
+            .post(
+                "/v1/events",
+                json!({"event_type": "order.created", "payload": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202);
+    }
+    open_circuit(&b, &ep_id).await;
+    // Attempts already in flight when it opened may still land; then nothing until the probe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_open = dead.count();
+    assert!(
+        at_open <= 5 + 2 * 4,
+        "{at_open} attempts: more than the in-flight limit past the threshold"
+    );
+    stays(&dead, at_open, Duration::from_millis(800)).await;
+    let (_, health) = b.get("/health").await;
+    assert_eq!(health["circuit_breakers"]["open"], 1, "{health}");
+}
