@@ -6,7 +6,8 @@
 //! easy to test.
 //!
 //! Modules:
-//! - [`breaker`]: the per-endpoint circuit breaker's state machine.
+//! - [`breaker`]: endpoint health: the circuit breaker, the degraded rate, auto-disable.
+//! - [`failure_rate`]: a failure rate over a sliding window.
 //! - [`ids`]: time-sortable, prefixed identifiers (Crockford base32).
 //! - [`time`]: RFC 3339 formatting and parsing without a date crate.
 //! - [`retry`]: retry policies and the pure `decide` function.
@@ -21,6 +22,7 @@
 pub mod breaker;
 pub mod envelope;
 pub mod event_type;
+pub mod failure_rate;
 pub mod ids;
 pub mod retry;
 pub mod signing;

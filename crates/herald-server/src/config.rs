@@ -60,9 +60,8 @@ pub struct DeliveryConfig {
     pub retention_days: u32,
     /// How often finished deliveries past retention are purged.
     pub purge_interval_ms: u64,
-    /// Per-endpoint circuit breakers: failures that open one, cooldown until its first probe, and the
-    /// longest wait between probes.
-    pub breaker: herald_core::breaker::BreakerPolicy,
+    /// How endpoint health is judged: circuit breakers, the degraded failure rate, auto-disable.
+    pub health: herald_core::breaker::HealthPolicy,
 }
 
 impl Default for DeliveryConfig {
@@ -76,7 +75,7 @@ impl Default for DeliveryConfig {
             dead_letter_ttl_days: 30,
             retention_days: 30,
             purge_interval_ms: 60_000,
-            breaker: herald_core::breaker::BreakerPolicy::default(),
+            health: herald_core::breaker::HealthPolicy::default(),
         }
     }
 }
@@ -277,20 +276,40 @@ impl Layers<'_> {
             "a number of milliseconds"
         );
         set!(
-            d.breaker.failures,
+            d.health.breaker.failures,
             "breaker_failures",
             "a number of failures (0 turns breakers off)"
         );
         set!(
-            d.breaker.cooldown_ms,
+            d.health.breaker.cooldown_ms,
             "breaker_cooldown_ms",
             "a number of milliseconds"
         );
         set!(
-            d.breaker.max_cooldown_ms,
+            d.health.breaker.max_cooldown_ms,
             "breaker_max_cooldown_ms",
             "a number of milliseconds"
         );
+        set!(
+            d.health.degraded_rate,
+            "alert_failure_rate",
+            "a fraction like 0.10"
+        );
+        set!(
+            d.health.window_ms,
+            "alert_window_ms",
+            "a number of milliseconds"
+        );
+        set!(
+            d.health.min_attempts,
+            "alert_min_attempts",
+            "a number of attempts"
+        );
+        if let Some(hours) =
+            self.get::<u32>("disable_after_hours", "a number of hours (0: never)")?
+        {
+            d.health.disable_after_ms = i64::from(hours) * 3_600_000;
+        }
         set!(c.listen, "listen", "an address like 127.0.0.1:8000");
         set!(c.data_dir, "data_dir", "a path");
         set!(
@@ -377,14 +396,24 @@ impl Layers<'_> {
         if c.delivery.default_max_in_flight == 0 {
             return fail("default_max_in_flight", "must be at least 1");
         }
-        if c.delivery.breaker.cooldown_ms < 1 {
+        let health = &c.delivery.health;
+        if health.breaker.cooldown_ms < 1 {
             return fail("breaker_cooldown_ms", "must be at least 1");
         }
-        if c.delivery.breaker.max_cooldown_ms < c.delivery.breaker.cooldown_ms {
+        if health.breaker.max_cooldown_ms < health.breaker.cooldown_ms {
             return fail(
                 "breaker_max_cooldown_ms",
                 "must be at least breaker_cooldown_ms",
             );
+        }
+        if !(health.degraded_rate >= 0.0 && health.degraded_rate.is_finite()) {
+            return fail(
+                "alert_failure_rate",
+                "must be a fraction from 0 (above 1: never degraded)",
+            );
+        }
+        if health.window_ms < 1_000 {
+            return fail("alert_window_ms", "must be at least 1000");
         }
         if c.delivery.default_timeout_ms == 0 || c.delivery.default_timeout_ms > 300_000 {
             return fail("default_timeout_ms", "must be between 1 and 300000");

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use herald_core::breaker::{BreakerHealth, BreakerPolicy, Signal};
+use herald_core::breaker::{BreakerHealth, HealthPolicy, Signal};
 use herald_core::retry::RetryPolicy;
 use herald_core::status::DeliveryStatus;
 use serde::Serialize;
@@ -348,8 +348,8 @@ pub struct HealthReport {
     pub endpoint_id: String,
     /// Success, failure, or neither.
     pub signal: Signal,
-    /// The breaker's rules.
-    pub policy: BreakerPolicy,
+    /// The rules it is judged by.
+    pub policy: HealthPolicy,
 }
 
 /// An endpoint's circuit breaker as stored.

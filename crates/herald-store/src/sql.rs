@@ -94,8 +94,9 @@ pub const WALK_KEYS: &str = "WITH RECURSIVE walk(key, n) AS ( \
     FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
     WHERE w.key IS NOT NULL ORDER BY w.n";
 
-/// Migration 5: per-dispatch-key state, one row per endpoint that has failed since its last success (or
-/// whose breaker is open). `circuit` is `closed` or `open`; an open breaker past `probe_ms` is half-open.
+/// Migration 5: per-dispatch-key state, one row per endpoint that has been attempted: its circuit breaker
+/// (`circuit` is `closed` or `open`; an open breaker past `probe_ms` is half-open), its failure-rate window
+/// and whether it was announced degraded (0 or 1) or disabled for failing.
 pub const DISPATCH_KEYS_MIGRATION: &str = "
 CREATE TABLE dispatch_keys (
     key               TEXT PRIMARY KEY,
@@ -107,22 +108,73 @@ CREATE TABLE dispatch_keys (
     failing_since_ms  BIGINT,
     last_error        TEXT,
     changed_ms        BIGINT,
+    window_start_ms   BIGINT NOT NULL DEFAULT 0,
+    window_attempts   BIGINT NOT NULL DEFAULT 0,
+    window_failures   BIGINT NOT NULL DEFAULT 0,
+    prev_attempts     BIGINT NOT NULL DEFAULT 0,
+    prev_failures     BIGINT NOT NULL DEFAULT 0,
+    degraded          BIGINT NOT NULL DEFAULT 0,
+    disabled_ms       BIGINT,
     updated_ms        BIGINT NOT NULL
 );
 CREATE INDEX dispatch_keys_open ON dispatch_keys (probe_ms) WHERE circuit = 'open';
 ";
 
-/// Columns of a dispatch key's breaker, in the order both stores read them.
-pub const DISPATCH_KEY_COLUMNS: &str =
-    "key, failures, circuit, opened_ms, probe_ms, cooldown_ms, failing_since_ms, last_error, changed_ms";
+/// Columns of a dispatch key's state, in the order both stores read them.
+pub const DISPATCH_KEY_COLUMNS: &str = "key, failures, circuit, opened_ms, probe_ms, cooldown_ms, \
+    failing_since_ms, last_error, changed_ms, window_start_ms, window_attempts, window_failures, prev_attempts, \
+    prev_failures, degraded, disabled_ms";
 
-/// Write a dispatch key's breaker: the columns of [`DISPATCH_KEY_COLUMNS`] (`$1`…`$9`), updated at `$10`.
-pub const UPSERT_DISPATCH_KEY: &str = "INSERT INTO dispatch_keys \
-    (key, failures, circuit, opened_ms, probe_ms, cooldown_ms, failing_since_ms, last_error, changed_ms, updated_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key) DO UPDATE SET \
-    failures = excluded.failures, circuit = excluded.circuit, opened_ms = excluded.opened_ms, \
-    probe_ms = excluded.probe_ms, cooldown_ms = excluded.cooldown_ms, failing_since_ms = excluded.failing_since_ms, \
-    last_error = excluded.last_error, changed_ms = excluded.changed_ms, updated_ms = excluded.updated_ms";
+/// The head of every write of dispatch key state: the table and its columns.
+macro_rules! dispatch_key_insert {
+    () => {
+        "INSERT INTO dispatch_keys (key, failures, circuit, opened_ms, probe_ms, cooldown_ms, failing_since_ms, \
+         last_error, changed_ms, window_start_ms, window_attempts, window_failures, prev_attempts, prev_failures, \
+         degraded, disabled_ms, updated_ms)"
+    };
+}
+
+/// The tail of every write of dispatch key state: an existing row takes the new values.
+macro_rules! dispatch_key_on_conflict {
+    () => {
+        "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, circuit = excluded.circuit, \
+         opened_ms = excluded.opened_ms, probe_ms = excluded.probe_ms, cooldown_ms = excluded.cooldown_ms, \
+         failing_since_ms = excluded.failing_since_ms, last_error = excluded.last_error, \
+         changed_ms = excluded.changed_ms, window_start_ms = excluded.window_start_ms, \
+         window_attempts = excluded.window_attempts, window_failures = excluded.window_failures, \
+         prev_attempts = excluded.prev_attempts, prev_failures = excluded.prev_failures, \
+         degraded = excluded.degraded, disabled_ms = excluded.disabled_ms, updated_ms = excluded.updated_ms"
+    };
+}
+
+/// Write one dispatch key's state: the columns of [`DISPATCH_KEY_COLUMNS`] (`$1`…`$16`), updated at `$17`.
+pub const UPSERT_DISPATCH_KEY: &str = concat!(
+    dispatch_key_insert!(),
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ",
+    dispatch_key_on_conflict!()
+);
+
+/// Write many dispatch keys' state, each column an array (`$1`…`$17`, as in [`UPSERT_DISPATCH_KEY`]).
+pub const UPSERT_DISPATCH_KEYS: &str = concat!(
+    dispatch_key_insert!(),
+    " SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
+     $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], \
+     $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[]) ",
+    dispatch_key_on_conflict!()
+);
+
+/// Disable endpoint `$3` (`$1` = true) at `$2`: it has only failed for too long.
+pub const DISABLE_FAILING_ENDPOINT: &str =
+    "UPDATE endpoints SET disabled = $1, updated_ms = $2 WHERE id = $3 AND disabled <> $1";
+
+/// Forget endpoint `$1`'s health when tenant `$2` enables it again (`$3` = true: it is disabled now), so
+/// that it starts afresh with a closed breaker.
+pub const RESET_ON_ENABLE: &str = "DELETE FROM dispatch_keys WHERE key = $1 AND EXISTS \
+    (SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2 AND disabled = $3)";
+
+/// The event of delivery `$1`, for `delivery.failed`.
+pub const DELIVERY_EVENT: &str =
+    "SELECT d.event_id, e.event_type FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1";
 
 /// Breakers not closed at `$1`: open (before their probe) and half-open, across tenants.
 pub const CIRCUIT_COUNTS: &str = "SELECT COALESCE(SUM(CASE WHEN probe_ms > $1 THEN 1 ELSE 0 END), 0), \
@@ -186,6 +238,13 @@ mod tests {
         super::LIST_TOKENS,
         super::GET_TOKEN,
         super::REVOKE_TOKEN,
+        super::UPSERT_DISPATCH_KEY,
+        super::UPSERT_DISPATCH_KEYS,
+        super::DISABLE_FAILING_ENDPOINT,
+        super::RESET_ON_ENABLE,
+        super::DELIVERY_EVENT,
+        super::CIRCUIT_COUNTS,
+        super::FORGET_DISPATCH_KEY,
     ];
 
     #[test]

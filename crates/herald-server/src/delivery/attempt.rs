@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use herald_store::Store;
 
-use herald_core::breaker::{classify, BreakerPolicy};
+use herald_core::breaker::{classify, HealthPolicy};
 use herald_core::retry::{AttemptOutcome, Decision, ErrorKind, RetryContext};
 use herald_core::signing::{signature_header, Secret};
 use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, HealthReport, NextState};
@@ -43,8 +43,8 @@ pub struct AttemptContext {
     pub store: Arc<dyn Store>,
     /// Where attempts are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The circuit breakers' rules, sent with every result that counts towards an endpoint's health.
-    pub breaker: BreakerPolicy,
+    /// How endpoint health is judged, sent with every result that counts towards it.
+    pub health: HealthPolicy,
 }
 
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
@@ -230,7 +230,7 @@ pub async fn run(
         was_4xx: status_code.is_some_and(|s| (400..500).contains(&s)),
         next,
         now_ms: finished_ms,
-        health: health_report(&d, status_code, &ctx.breaker),
+        health: health_report(&d, status_code, &ctx.health),
     };
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
@@ -243,9 +243,9 @@ pub async fn run(
 fn health_report(
     d: &ClaimedDelivery,
     status_code: Option<u16>,
-    policy: &BreakerPolicy,
+    policy: &HealthPolicy,
 ) -> Option<HealthReport> {
-    if d.operational || policy.failures == 0 {
+    if d.operational {
         return None;
     }
     d.endpoint_id.as_ref().map(|endpoint_id| HealthReport {

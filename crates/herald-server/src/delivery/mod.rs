@@ -105,7 +105,7 @@ impl Engine {
             authenticator,
             store: store.clone(),
             metrics,
-            breaker: config.breaker,
+            health: config.health,
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {

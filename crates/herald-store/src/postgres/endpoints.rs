@@ -106,6 +106,12 @@ pub async fn list_endpoints(
 }
 
 pub async fn update_endpoint(c: &impl GenericClient, ep: &EndpointRecord) -> StoreResult<()> {
+    if !ep.disabled {
+        // Enabling a disabled endpoint starts its health afresh (a closed breaker).
+        c.execute(crate::sql::RESET_ON_ENABLE, &[&ep.id, &ep.tenant_id, &true])
+            .await
+            .map_err(pg_error)?;
+    }
     let changed = c
         .execute(
             crate::sql::UPDATE_ENDPOINT,

@@ -1,18 +1,21 @@
-//! Endpoint breakers on PostgreSQL: folding recorded attempts in ([`crate::health`]) under row locks, so
+//! Endpoint health on PostgreSQL: folding recorded attempts in ([`crate::health`]) under row locks, so
 //! that nodes recording results for one endpoint at once take turns; reading them for the API.
 
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Transaction};
-use herald_core::breaker::{BreakerHealth, Signal};
+use herald_core::breaker::{BreakerHealth, Transition};
 use tokio_postgres::Row;
 
 use super::rows::get;
 use super::{pg_error, IdSource};
 use crate::error::StoreResult;
-use crate::health::{self, circuit_text, KeyRow};
+use crate::health::{self, KeyChange, KeyRow, KeyValues};
 use crate::model::*;
-use crate::sql::{CIRCUIT_COUNTS, DISPATCH_KEY_COLUMNS, UPSERT_DISPATCH_KEY};
+use crate::sql::{
+    CIRCUIT_COUNTS, DELIVERY_EVENT, DISABLE_FAILING_ENDPOINT, DISPATCH_KEY_COLUMNS,
+    UPSERT_DISPATCH_KEYS,
+};
 
 fn key_row(row: &Row) -> StoreResult<KeyRow> {
     Ok(KeyRow {
@@ -25,6 +28,15 @@ fn key_row(row: &Row) -> StoreResult<KeyRow> {
         failing_since_ms: get(row, 6)?,
         last_error: get(row, 7)?,
         changed_ms: get(row, 8)?,
+        window: [
+            get(row, 9)?,
+            get(row, 10)?,
+            get(row, 11)?,
+            get(row, 12)?,
+            get(row, 13)?,
+        ],
+        degraded: get(row, 14)?,
+        disabled_ms: get(row, 15)?,
     })
 }
 
@@ -62,15 +74,13 @@ pub async fn apply(
     }
     let keys: Vec<&str> = grouped.keys().copied().collect();
     let mut current = locked_rows(tx, &keys).await?;
-    // A key without a row cannot be locked. Before its first failure is counted, a row is made for it (or
-    // found, made by another node meanwhile) and locked like the others, so two nodes never both count
-    // from an empty breaker and overwrite each other.
-    let unborn: Vec<&str> = grouped
+    // A key without a row cannot be locked. A row is made for it (or found, made by another node
+    // meanwhile) and locked like the others, so two nodes never both count from an empty state and
+    // overwrite each other.
+    let unborn: Vec<&str> = keys
         .iter()
-        .filter(|(key, rs)| {
-            !current.contains_key(**key) && rs.iter().any(|(_, h)| h.signal == Signal::Failure)
-        })
-        .map(|(key, _)| *key)
+        .copied()
+        .filter(|key| !current.contains_key(*key))
         .collect();
     if !unborn.is_empty() {
         let now = results.iter().map(|r| r.now_ms).max().unwrap_or(0);
@@ -90,51 +100,102 @@ pub async fn apply(
     if changes.is_empty() {
         return Ok(());
     }
-    let upsert = tx
-        .prepare_cached(UPSERT_DISPATCH_KEY)
-        .await
-        .map_err(pg_error)?;
+    write_keys(tx, &changes).await?;
     let mut events = Vec::new();
     for change in &changes {
-        let h = &change.health;
-        tx.execute(
-            &upsert,
-            &[
-                &change.endpoint_id,
-                &i64::from(h.failures),
-                &circuit_text(h),
-                &h.opened_ms,
-                &h.probe_ms,
-                &h.cooldown_ms,
-                &h.failing_since_ms,
-                &h.last_error,
-                &h.changed_ms,
-                &change.now_ms,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-        if change.transitions.is_empty() {
-            continue;
-        }
-        let endpoint = tx
-            .query_opt(
-                "SELECT tenant_id, url FROM endpoints WHERE id = $1",
-                &[&change.endpoint_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if let Some(row) = endpoint {
-            let (tenant_id, url): (String, String) = (get(&row, 0)?, get(&row, 1)?);
-            for t in &change.transitions {
-                events.extend(health::breaker_event(*t, change, &tenant_id, &url));
-            }
-        }
+        events.extend(events_of(tx, change).await?);
     }
     if !events.is_empty() {
         super::batch::publish_all(tx, ids, events, EventKind::Operational).await?;
     }
     Ok(())
+}
+
+/// Write the changed keys' state, one statement for the batch.
+async fn write_keys(tx: &Transaction<'_>, changes: &[KeyChange]) -> StoreResult<()> {
+    let values: Vec<KeyValues> = changes.iter().map(|c| KeyValues::of(&c.health)).collect();
+    let text = |f: fn(&KeyChange) -> Option<&str>| changes.iter().map(f).collect::<Vec<_>>();
+    let num = |f: fn(&KeyChange) -> Option<i64>| changes.iter().map(f).collect::<Vec<_>>();
+    let window = |i: usize| values.iter().map(|v| v.window[i]).collect::<Vec<i64>>();
+    let stmt = tx
+        .prepare_cached(UPSERT_DISPATCH_KEYS)
+        .await
+        .map_err(pg_error)?;
+    tx.execute(
+        &stmt,
+        &[
+            &text(|c| Some(c.endpoint_id.as_str())),
+            &values.iter().map(|v| v.failures).collect::<Vec<_>>(),
+            &values.iter().map(|v| v.circuit).collect::<Vec<_>>(),
+            &num(|c| c.health.opened_ms),
+            &num(|c| c.health.probe_ms),
+            &changes
+                .iter()
+                .map(|c| c.health.cooldown_ms)
+                .collect::<Vec<_>>(),
+            &num(|c| c.health.failing_since_ms),
+            &text(|c| c.health.last_error.as_deref()),
+            &num(|c| c.health.changed_ms),
+            &window(0),
+            &window(1),
+            &window(2),
+            &window(3),
+            &window(4),
+            &values.iter().map(|v| v.degraded).collect::<Vec<_>>(),
+            &num(|c| c.health.disabled_ms),
+            &changes.iter().map(|c| c.now_ms).collect::<Vec<_>>(),
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// The operational events of one endpoint's change; disables the endpoint if the change says so.
+async fn events_of(tx: &Transaction<'_>, change: &KeyChange) -> StoreResult<Vec<NewEvent>> {
+    if change.transitions.is_empty() && change.failed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let endpoint = tx
+        .query_opt(
+            "SELECT tenant_id, url FROM endpoints WHERE id = $1",
+            &[&change.endpoint_id],
+        )
+        .await
+        .map_err(pg_error)?;
+    let Some(row) = endpoint else {
+        return Ok(Vec::new());
+    };
+    let (tenant_id, url): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+    let mut events = Vec::new();
+    for t in &change.transitions {
+        if *t == Transition::Disabled {
+            tx.execute(
+                DISABLE_FAILING_ENDPOINT,
+                &[&true, &change.now_ms, &change.endpoint_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        events.extend(health::health_event(*t, change, &tenant_id, &url));
+    }
+    for failed in &change.failed {
+        if let Some(row) = tx
+            .query_opt(DELIVERY_EVENT, &[&failed.delivery_id])
+            .await
+            .map_err(pg_error)?
+        {
+            let (event_id, event_type): (String, String) = (get(&row, 0)?, get(&row, 1)?);
+            events.push(health::delivery_failed_event(
+                failed,
+                change,
+                &tenant_id,
+                &url,
+                (&event_id, &event_type),
+            ));
+        }
+    }
+    Ok(events)
 }
 
 /// The breakers of a tenant's endpoints among `ids`.

@@ -86,6 +86,11 @@ pub fn list_endpoints(
 }
 
 pub fn update_endpoint(conn: &Connection, ep: &EndpointRecord) -> StoreResult<()> {
+    if !ep.disabled {
+        // Enabling a disabled endpoint starts its health afresh (a closed breaker).
+        conn.prepare_cached(crate::sql::RESET_ON_ENABLE)?
+            .execute(params![ep.id, ep.tenant_id, true])?;
+    }
     let changed = conn
         .prepare_cached(crate::sql::UPDATE_ENDPOINT)?
         .execute(params![

@@ -1,14 +1,18 @@
-//! Endpoint breakers on SQLite: folding recorded attempts in ([`crate::health`]), reading them for the API.
+//! Endpoint health on SQLite: folding recorded attempts in ([`crate::health`]), reading it for the API.
 
 use std::collections::{HashMap, HashSet};
 
+use herald_core::breaker::Transition;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::writer::WriteCtx;
 use crate::error::StoreResult;
-use crate::health::{self, circuit_text, KeyRow};
+use crate::health::{self, KeyChange, KeyRow, KeyValues};
 use crate::model::*;
-use crate::sql::{CIRCUIT_COUNTS, DISPATCH_KEY_COLUMNS, UPSERT_DISPATCH_KEY};
+use crate::sql::{
+    CIRCUIT_COUNTS, DELIVERY_EVENT, DISABLE_FAILING_ENDPOINT, DISPATCH_KEY_COLUMNS,
+    UPSERT_DISPATCH_KEY,
+};
 
 fn key_row(row: &Row) -> rusqlite::Result<KeyRow> {
     Ok(KeyRow {
@@ -21,11 +25,20 @@ fn key_row(row: &Row) -> rusqlite::Result<KeyRow> {
         failing_since_ms: row.get(6)?,
         last_error: row.get(7)?,
         changed_ms: row.get(8)?,
+        window: [
+            row.get(9)?,
+            row.get(10)?,
+            row.get(11)?,
+            row.get(12)?,
+            row.get(13)?,
+        ],
+        degraded: row.get(14)?,
+        disabled_ms: row.get(15)?,
     })
 }
 
-/// Fold the results whose delivery moved on (`advanced`) into their endpoints' breakers, and publish the
-/// operational events the breakers' moves raise, in the same commit.
+/// Fold the results whose delivery moved on (`advanced`) into their endpoints' health, and publish the
+/// operational events the changes raise, in the same commit.
 pub fn apply(
     ctx: &mut WriteCtx,
     results: &[AttemptResult],
@@ -50,34 +63,8 @@ pub fn apply(
     let changes = health::fold(&grouped, current);
     let mut events = Vec::new();
     for change in &changes {
-        let h = &change.health;
-        ctx.conn
-            .prepare_cached(UPSERT_DISPATCH_KEY)?
-            .execute(params![
-                change.endpoint_id,
-                i64::from(h.failures),
-                circuit_text(h),
-                h.opened_ms,
-                h.probe_ms,
-                h.cooldown_ms,
-                h.failing_since_ms,
-                h.last_error,
-                h.changed_ms,
-                change.now_ms,
-            ])?;
-        if change.transitions.is_empty() {
-            continue;
-        }
-        let endpoint: Option<(String, String)> = ctx
-            .conn
-            .prepare_cached("SELECT tenant_id, url FROM endpoints WHERE id = ?1")?
-            .query_row([&change.endpoint_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((tenant_id, url)) = endpoint {
-            for t in &change.transitions {
-                events.extend(health::breaker_event(*t, change, &tenant_id, &url));
-            }
-        }
+        write_key(&ctx.conn, change)?;
+        events.extend(events_of(&ctx.conn, change)?);
     }
     for event in events {
         super::publish::publish_as(ctx, event, EventKind::Operational)?;
@@ -85,8 +72,71 @@ pub fn apply(
     Ok(())
 }
 
-/// The breakers of a tenant's endpoints among `ids` (endpoints without a stored breaker are healthy and
-/// left out).
+fn write_key(conn: &Connection, change: &KeyChange) -> StoreResult<()> {
+    let h = &change.health;
+    let v = KeyValues::of(h);
+    let [start, attempts, failures, prev_attempts, prev_failures] = v.window;
+    conn.prepare_cached(UPSERT_DISPATCH_KEY)?.execute(params![
+        change.endpoint_id,
+        v.failures,
+        v.circuit,
+        h.opened_ms,
+        h.probe_ms,
+        h.cooldown_ms,
+        h.failing_since_ms,
+        h.last_error,
+        h.changed_ms,
+        start,
+        attempts,
+        failures,
+        prev_attempts,
+        prev_failures,
+        v.degraded,
+        h.disabled_ms,
+        change.now_ms,
+    ])?;
+    Ok(())
+}
+
+/// The operational events of one endpoint's change; disables the endpoint if the change says so.
+fn events_of(conn: &Connection, change: &KeyChange) -> StoreResult<Vec<NewEvent>> {
+    if change.transitions.is_empty() && change.failed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let endpoint: Option<(String, String)> = conn
+        .prepare_cached("SELECT tenant_id, url FROM endpoints WHERE id = ?1")?
+        .query_row([&change.endpoint_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((tenant_id, url)) = endpoint else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for t in &change.transitions {
+        if *t == Transition::Disabled {
+            conn.prepare_cached(DISABLE_FAILING_ENDPOINT)?
+                .execute(params![true, change.now_ms, change.endpoint_id])?;
+        }
+        events.extend(health::health_event(*t, change, &tenant_id, &url));
+    }
+    for failed in &change.failed {
+        let event: Option<(String, String)> = conn
+            .prepare_cached(DELIVERY_EVENT)?
+            .query_row([&failed.delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((event_id, event_type)) = event {
+            events.push(health::delivery_failed_event(
+                failed,
+                change,
+                &tenant_id,
+                &url,
+                (&event_id, &event_type),
+            ));
+        }
+    }
+    Ok(events)
+}
+
+/// The breakers of a tenant's endpoints among `ids` (endpoints never attempted are left out).
 pub fn endpoint_circuits(
     conn: &Connection,
     tenant_id: &str,

@@ -1,15 +1,23 @@
 //! Circuit breakers kept per dispatch key: a run of failures opens one, claims skip its endpoint while it
 //! is open, one probe goes once the cooldown is over, and the breaker's moves publish operational events.
 
-use herald_core::breaker::{BreakerPolicy, CircuitState};
+use herald_core::breaker::{BreakerPolicy, CircuitState, HealthPolicy};
+use std::collections::BTreeSet;
+
 use herald_store::{DeliveryFilter, EventKind, NextState, DEFAULT_TENANT};
 
 use super::*;
 
-const POLICY: BreakerPolicy = BreakerPolicy {
-    failures: 3,
-    cooldown_ms: 1_000,
-    max_cooldown_ms: 4_000,
+const POLICY: HealthPolicy = HealthPolicy {
+    breaker: BreakerPolicy {
+        failures: 3,
+        cooldown_ms: 1_000,
+        max_cooldown_ms: 4_000,
+    },
+    degraded_rate: 2.0,
+    window_ms: 60_000,
+    min_attempts: 10,
+    disable_after_ms: 0,
 };
 
 /// A failing endpoint (1) with a backlog, another endpoint (2) that stays healthy, and an endpoint (3)
@@ -17,7 +25,7 @@ const POLICY: BreakerPolicy = BreakerPolicy {
 async fn setup(store: &Shared, backlog: i64) -> (String, String, String) {
     let failing = add_endpoint(store, DEFAULT_TENANT, 1, &["order.*"]).await;
     let healthy = add_endpoint(store, DEFAULT_TENANT, 2, &["order.*"]).await;
-    let watcher = add_endpoint(store, DEFAULT_TENANT, 3, &["endpoint.*"]).await;
+    let watcher = add_endpoint(store, DEFAULT_TENANT, 3, &["endpoint.*", "delivery.*"]).await;
     for i in 0..backlog {
         publish(store, "order.created", BASE + i).await;
     }
@@ -220,4 +228,136 @@ pub async fn results_written_twice_count_once(store: Shared) {
     assert_eq!(h.failures, 2);
     assert_eq!(h.state(now), CircuitState::Closed);
     assert_eq!(h.last_error.as_deref(), Some("timeout"));
+}
+
+/// `delivery.failed` for a delivery that entered the dead-letter set, and `endpoint.degraded` once the
+/// failure rate over the window passes the policy's, both naming the endpoint.
+pub async fn dead_letters_and_a_degraded_endpoint_are_announced(store: Shared) {
+    let policy = HealthPolicy {
+        degraded_rate: 0.10,
+        min_attempts: 4,
+        ..POLICY
+    };
+    let (endpoint, _healthy, watcher) = setup(&store, 4).await;
+    let now = BASE + 100;
+    let claimed: Vec<_> = claim(&store, "w1", now)
+        .await
+        .into_iter()
+        .filter(|d| d.dispatch_key == endpoint)
+        .collect();
+    assert_eq!(claimed.len(), 4);
+    let mut results: Vec<_> = claimed[..3]
+        .iter()
+        .map(|d| counted_result(d, "w1", Some(200), NextState::Delivered, now, policy))
+        .collect();
+    results.push(counted_result(
+        &claimed[3],
+        "w1",
+        Some(410),
+        NextState::Failed,
+        now,
+        policy,
+    ));
+    store.record_attempts(results).await.unwrap();
+
+    let told = events_for(&store, &watcher).await;
+    let types: BTreeSet<&str> = told.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["delivery.failed", "endpoint.degraded"]),
+        "{told:?}"
+    );
+    let failed = &told.iter().find(|e| e.0 == "delivery.failed").unwrap().1;
+    assert_eq!(failed["delivery_id"], claimed[3].id.as_str());
+    assert_eq!(failed["endpoint_id"], endpoint.as_str());
+    assert_eq!(failed["event_id"], claimed[3].event_id.as_str());
+    assert_eq!(failed["event_type"], "order.created");
+    assert_eq!(failed["last_status_code"], 410);
+    assert_eq!(failed["attempts"], 1);
+    let degraded = &told.iter().find(|e| e.0 == "endpoint.degraded").unwrap().1;
+    assert_eq!(degraded["endpoint_id"], endpoint.as_str());
+    assert_eq!(degraded["failure_rate"], 0.25);
+    assert_eq!(degraded["attempts"], 4);
+    assert!(told.iter().all(|e| e.2 == EventKind::Operational));
+    let h = circuit(&store, &endpoint).await.unwrap();
+    assert!(h.degraded);
+    assert_eq!(
+        h.state(now),
+        CircuitState::Closed,
+        "a 410 is not a breaker failure"
+    );
+}
+
+/// An endpoint whose breaker stays open for the policy's time is disabled (`endpoint.disabled`); enabling
+/// it again starts its health afresh.
+pub async fn an_endpoint_failing_too_long_is_disabled_until_enabled(store: Shared) {
+    let policy = HealthPolicy {
+        disable_after_ms: 5_000,
+        ..POLICY
+    };
+    let (endpoint, _healthy, watcher) = setup(&store, 3).await;
+    let mut now = BASE + 100;
+    let first = claim(&store, "w1", now).await;
+    let results: Vec<_> = first
+        .iter()
+        .filter(|d| d.dispatch_key == endpoint)
+        .map(|d| counted_result(d, "w1", None, NextState::RetryAt(now), now, policy))
+        .collect();
+    store.record_attempts(results).await.unwrap();
+    // Probes keep failing until the endpoint has failed for 5 s.
+    for round in 0..10 {
+        let Some(h) = circuit(&store, &endpoint).await else {
+            panic!("no state")
+        };
+        if h.disabled_ms.is_some() {
+            break;
+        }
+        now = h.probe_ms.expect("open");
+        let owner = format!("p{round}");
+        let probe: Vec<_> = claim(&store, &owner, now)
+            .await
+            .into_iter()
+            .filter(|d| d.dispatch_key == endpoint)
+            .collect();
+        assert_eq!(probe.len(), 1, "round {round}");
+        store
+            .record_attempts(vec![counted_result(
+                &probe[0],
+                &owner,
+                None,
+                NextState::RetryAt(now),
+                now,
+                policy,
+            )])
+            .await
+            .unwrap();
+    }
+    let ep = store.get_endpoint(DEFAULT_TENANT, &endpoint).await.unwrap();
+    assert!(ep.disabled, "disabled after failing for the policy's time");
+    let told: Vec<String> = events_for(&store, &watcher)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(told, ["endpoint.failing", "endpoint.disabled"]);
+    // Its deliveries wait (parked) instead of being claimed.
+    assert!(claim(&store, "w9", now + 100_000)
+        .await
+        .iter()
+        .all(|d| d.dispatch_key != endpoint));
+
+    let mut enabled = ep.clone();
+    enabled.disabled = false;
+    enabled.updated_ms = now + 1;
+    store.update_endpoint(&enabled).await.unwrap();
+    assert_eq!(
+        circuit(&store, &endpoint).await,
+        None,
+        "enabling resets its health"
+    );
+    let back = claim(&store, "w10", now + 2).await;
+    assert_eq!(
+        back.iter().filter(|d| d.dispatch_key == endpoint).count(),
+        3
+    );
 }

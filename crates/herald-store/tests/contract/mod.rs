@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use herald_core::breaker::{classify, BreakerPolicy};
+use herald_core::breaker::{classify, HealthPolicy};
 use herald_core::ids::encode_id;
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
@@ -66,6 +66,8 @@ macro_rules! contract_tests {
             breakers::a_run_of_failures_opens_the_breaker_and_stops_claims,
             breakers::a_half_open_breaker_sends_one_probe,
             breakers::results_written_twice_count_once,
+            breakers::dead_letters_and_a_degraded_endpoint_are_announced,
+            breakers::an_endpoint_failing_too_long_is_disabled_until_enabled,
             attempts::lost_lease_keeps_attempt_history,
             operator::operator_actions,
             deliveries::list_deliveries_filters,
@@ -277,7 +279,7 @@ pub fn counted_result(
     status_code: Option<u16>,
     next: NextState,
     now_ms: i64,
-    policy: BreakerPolicy,
+    policy: HealthPolicy,
 ) -> AttemptResult {
     AttemptResult {
         health: Some(HealthReport {

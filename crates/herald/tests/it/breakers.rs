@@ -62,10 +62,13 @@ async fn stays(rx: &TestReceiver, expected: usize, window: Duration) {
     }
 }
 
-on_both_stores!(a_dead_endpoint_is_cut_off_probed_and_restored);
+on_both_stores!(
+    a_dead_endpoint_is_cut_off_probed_and_restored,
+    an_endpoint_that_only_fails_is_disabled_and_patching_it_back_starts_afresh,
+);
 
 pub async fn a_dead_endpoint_is_cut_off_probed_and_restored(backend: Backend) {
-    let Some(app) = TestApp::spawn_on(backend, |c| c.delivery.breaker = POLICY).await else {
+    let Some(app) = TestApp::spawn_on(backend, |c| c.delivery.health.breaker = POLICY).await else {
         return;
     };
     let dead = TestReceiver::start(Reply::status(503)).await;
@@ -151,14 +154,17 @@ async fn two_nodes_honour_one_breaker() {
         max_cooldown_ms: 1_500,
         ..POLICY
     };
-    let Some(a) = TestApp::spawn_on(Backend::Postgres, |c| c.delivery.breaker = slow_probe).await
+    let Some(a) = TestApp::spawn_on(Backend::Postgres, |c| {
+        c.delivery.health.breaker = slow_probe
+    })
+    .await
     else {
         return;
     };
     let url = a.database_url();
     let b = TestApp::spawn_with(|c| {
         c.database_url = url;
-        c.delivery.breaker = slow_probe;
+        c.delivery.health.breaker = slow_probe;
     })
     .await;
     let dead = TestReceiver::start(Reply::status(500)).await;
@@ -187,4 +193,72 @@ async fn two_nodes_honour_one_breaker() {
     stays(&dead, at_open, Duration::from_millis(800)).await;
     let (_, health) = b.get("/health").await;
     assert_eq!(health["circuit_breakers"]["open"], 1, "{health}");
+}
+
+pub async fn an_endpoint_that_only_fails_is_disabled_and_patching_it_back_starts_afresh(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn_on(backend, |c| {
+        c.delivery.health.breaker = BreakerPolicy {
+            failures: 2,
+            cooldown_ms: 150,
+            max_cooldown_ms: 150,
+        };
+        c.delivery.health.disable_after_ms = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let dead = TestReceiver::start(Reply::status(502)).await;
+    let watcher = TestReceiver::start(Reply::status(204)).await;
+    let ep = app.endpoint(fragile_endpoint(dead.url("/dead"))).await;
+    let ep_id = ep["id"].as_str().unwrap().to_string();
+    app.endpoint(json!({"url": watcher.url("/ops"), "event_types": ["endpoint.*"]}))
+        .await;
+    let (_, published) = app
+        .post(
+            "/v1/events",
+            json!({"event_type": "order.created", "payload": {}}),
+        )
+        .await;
+    let delivery = published["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let alerts = watcher.wait_for(2, Duration::from_secs(10)).await;
+    let types: Vec<Value> = alerts.iter().map(|a| a.json()["type"].clone()).collect();
+    assert_eq!(types, ["endpoint.failing", "endpoint.disabled"]);
+    let disabled = alerts[1].json();
+    assert_eq!(disabled["data"]["endpoint_id"], ep_id.as_str());
+    assert_eq!(disabled["data"]["last_error"], "HTTP 502");
+    // As with every alert, it may arrive while its commit is still being made durable.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, shown) = app.get(&format!("/v1/endpoints/{ep_id}")).await;
+        if shown["disabled"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = dead.count();
+    stays(&dead, sent, Duration::from_millis(400)).await;
+
+    // Enabled again by hand: the breaker is closed and the waiting delivery goes out.
+    dead.set_default(Reply::status(204));
+    let (status, patched) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/endpoints/{ep_id}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{patched}");
+    let shown = circuit(&app, &ep_id).await;
+    assert_eq!(shown["state"], "closed", "{shown}");
+    assert_eq!(shown["consecutive_failures"], 0);
+    app.wait_status(&delivery, "delivered", Duration::from_secs(10))
+        .await;
 }

@@ -15,10 +15,13 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     let dir = TempDir::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut herald = HeraldProcess::start(dir.path(), port, &[], &[]).await;
+    // The first 150 answers fail, so deliveries are retrying at the crash; the endpoint's breaker would
+    // stop the load after five of them, so breakers are off here.
+    let breakers_off = [("HERALD_BREAKER_FAILURES", "0")];
+    let mut herald = HeraldProcess::start(dir.path(), port, &[], &breakers_off).await;
     let client = reqwest::Client::new();
 
-    // Slow answers keep deliveries in flight; the first 150 fail so others are retrying at the crash.
+    // Slow answers keep deliveries in flight.
     let rx = TestReceiver::start(Reply::slow(200, Duration::from_millis(50))).await;
     rx.then(&vec![Reply::slow(500, Duration::from_millis(50)); 150]);
     let ep = client
@@ -77,7 +80,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         "the crash happened with work outstanding"
     );
 
-    let _herald = HeraldProcess::start(dir.path(), port, &[], &[]).await;
+    let _herald = HeraldProcess::start(dir.path(), port, &[], &breakers_off).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got: HashSet<String> = rx
