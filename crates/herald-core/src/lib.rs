@@ -16,6 +16,7 @@
 //! - [`url_policy`]: target URL validation and SSRF policy.
 //! - [`envelope`]: the JSON payload envelope and byte truncation helpers.
 //! - [`event_type`]: event type names and subscription filters.
+//! - [`trace`]: W3C `traceparent` parsing and continuation.
 
 #![deny(missing_docs)]
 
@@ -28,4 +29,5 @@ pub mod retry;
 pub mod signing;
 pub mod status;
 pub mod time;
+pub mod trace;
 pub mod url_policy;

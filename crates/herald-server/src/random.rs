@@ -9,6 +9,16 @@ pub fn correlation_id(now_ms: i64) -> String {
     encode_id("corr", now_ms.max(0) as u64, rand::rng().random())
 }
 
+/// A new span id (W3C: 8 random bytes, never zero).
+pub fn span_id() -> u64 {
+    rand::rng().random::<u64>().max(1)
+}
+
+/// A new, sampled trace (W3C `traceparent`).
+pub fn new_trace() -> herald_core::trace::TraceParent {
+    herald_core::trace::TraceParent::new(rand::rng().random(), rand::rng().random())
+}
+
 /// A new endpoint signing secret (`whsec_` + base64 of 32 random bytes).
 pub fn signing_secret() -> String {
     let bytes: [u8; 32] = rand::rng().random();

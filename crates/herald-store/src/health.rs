@@ -327,6 +327,7 @@ fn operational(
         payload: payload.to_string(),
         idempotency_key: None,
         correlation_id: format!("herald.{}.{}", change.endpoint_id, change.now_ms),
+        traceparent: None,
         now_ms: change.now_ms,
     }
 }

@@ -85,6 +85,8 @@ pub struct JobRecord {
     pub progress_reports: bool,
     /// Correlation id of every call made for the job.
     pub correlation_id: String,
+    /// W3C `traceparent` of the request that started it: every call Herald makes for it continues the trace.
+    pub traceparent: Option<String>,
     /// While the initiating request long-polls: until when. A completion before then is answered by that
     /// long poll instead of a webhook.
     pub waiter_until_ms: Option<i64>,

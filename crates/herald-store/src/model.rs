@@ -110,6 +110,8 @@ pub struct EventRecord {
     pub idempotency_key: Option<String>,
     /// Correlation id carried to every delivery and log line.
     pub correlation_id: String,
+    /// W3C `traceparent` of the request that published it: its attempts continue that trace.
+    pub traceparent: Option<String>,
     /// When it was accepted.
     pub created_ms: i64,
 }
@@ -211,6 +213,8 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     /// Correlation id (taken from the request or generated).
     pub correlation_id: String,
+    /// W3C `traceparent` to continue (validated by the caller).
+    pub traceparent: Option<String>,
     /// Acceptance time.
     pub now_ms: i64,
 }
@@ -256,6 +260,8 @@ pub struct NewDirectDelivery {
     pub reference_id: Option<String>,
     /// Correlation id.
     pub correlation_id: String,
+    /// W3C `traceparent` to continue (validated by the caller).
+    pub traceparent: Option<String>,
     /// Service-user authentication for the call, as JSON.
     pub auth: Option<String>,
     /// Use this id for the message (`webhook-id`) instead of a new one: the body already names it.
@@ -305,6 +311,8 @@ pub struct ClaimedDelivery {
     pub correlation_id: String,
     /// Service-user authentication for the call, as JSON.
     pub auth: Option<String>,
+    /// The trace its attempts continue (W3C `traceparent`), if the publisher sent one or one was made.
+    pub traceparent: Option<String>,
     /// It carries an operational event: its attempts do not count towards the endpoint's health.
     pub operational: bool,
 }

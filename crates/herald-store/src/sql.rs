@@ -14,7 +14,7 @@ pub const DELIVERY_COLUMNS: &str =
 
 /// Columns of an event record, in the order both stores read them.
 pub const EVENT_COLUMNS: &str =
-    "id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms";
+    "id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms, traceparent";
 
 /// Columns of an attempt record, in the order both stores read them.
 pub const ATTEMPT_COLUMNS: &str =
@@ -22,7 +22,7 @@ pub const ATTEMPT_COLUMNS: &str =
 
 /// Columns of a job record, in the order both stores read them.
 pub const JOB_COLUMNS: &str = "id, tenant_id, route, status, progress, payload, result, error, result_blob, \
-    webhook_url, progress_reports, correlation_id, waiter_until_ms, deadline_ms, created_ms, updated_ms";
+    webhook_url, progress_reports, correlation_id, waiter_until_ms, deadline_ms, created_ms, updated_ms, traceparent";
 
 /// Columns of a route record, in the order both stores read them.
 pub const ROUTE_COLUMNS: &str =
@@ -118,6 +118,12 @@ CREATE TABLE dispatch_keys (
     updated_ms        BIGINT NOT NULL
 );
 CREATE INDEX dispatch_keys_open ON dispatch_keys (probe_ms) WHERE circuit = 'open';
+";
+
+/// Migration 6: the W3C trace context of events and jobs.
+pub const TRACE_MIGRATION: &str = "
+ALTER TABLE events ADD COLUMN traceparent TEXT;
+ALTER TABLE jobs ADD COLUMN traceparent TEXT;
 ";
 
 /// Columns of a dispatch key's state, in the order both stores read them.

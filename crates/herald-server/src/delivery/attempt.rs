@@ -12,6 +12,7 @@ use herald_store::Store;
 use herald_core::breaker::{classify, HealthPolicy};
 use herald_core::retry::{AttemptOutcome, Decision, ErrorKind, RetryContext};
 use herald_core::signing::{signature_header, Secret};
+use herald_core::trace::TraceParent;
 use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, HealthReport, NextState};
 
 use super::client::{DeliveryClient, Outgoing, Sent};
@@ -20,7 +21,7 @@ use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
 use crate::failpoint;
 use crate::metrics::AttemptEnd;
-use crate::random::jitter_sample;
+use crate::random::{self, jitter_sample};
 
 /// How long a delivery whose attempt panicked waits before it is due again.
 const AFTER_PANIC_MS: i64 = 2_000;
@@ -87,9 +88,10 @@ impl Drop for Slot {
     }
 }
 
-/// Headers of one attempt: identity, time, signature, correlation, then the endpoint's own.
+/// Headers of one attempt: identity, time, signature, correlation, trace, then the endpoint's own.
 fn headers(
     d: &ClaimedDelivery,
+    trace: Option<&TraceParent>,
     timestamp_secs: i64,
     body: &[u8],
 ) -> Vec<(HeaderName, HeaderValue)> {
@@ -117,6 +119,9 @@ fn headers(
         );
     }
     push("x-correlation-id", &d.correlation_id);
+    if let Some(trace) = trace {
+        push("traceparent", &trace.to_string());
+    }
     for (name, value) in &d.headers {
         push(name, value);
     }
@@ -149,7 +154,13 @@ pub async fn run(
     let clock = Instant::now();
     // The attempt owns the claimed delivery: hand its body to the request without copying it.
     let body = Bytes::from(std::mem::take(&mut d.body));
-    let mut out_headers = headers(&d, started_ms / 1000, &body);
+    // The attempt is a span of the publisher's trace: same trace id, a span id of its own.
+    let trace = d
+        .traceparent
+        .as_deref()
+        .and_then(TraceParent::parse)
+        .map(|tp| tp.child(random::span_id()));
+    let mut out_headers = headers(&d, trace.as_ref(), started_ms / 1000, &body);
     // Credentials that cannot be read or obtained stop the request: it is never sent without them.
     let mut refused = None;
     let auth: Option<ServiceAuth> = match d.auth.as_deref().map(serde_json::from_str) {
@@ -215,7 +226,14 @@ pub async fn run(
         AttemptOutcome::Response { status, .. } => (Some(*status), None),
         AttemptOutcome::Error(kind) => (None, Some(kind.as_str().to_string())),
     };
-    log_attempt(&d, number, status_code, error.as_deref(), next);
+    log_attempt(
+        &d,
+        trace.as_ref(),
+        number,
+        status_code,
+        error.as_deref(),
+        next,
+    );
     let result = AttemptResult {
         delivery_id: d.id.clone(),
         owner: lease_owner.to_string(),
@@ -257,22 +275,24 @@ fn health_report(
 
 fn log_attempt(
     d: &ClaimedDelivery,
+    trace: Option<&TraceParent>,
     number: u32,
     status: Option<u16>,
     error: Option<&str>,
     next: NextState,
 ) {
+    let trace_id = trace.map(TraceParent::trace_id_hex);
     match next {
         NextState::Delivered => tracing::debug!(
-            correlation_id = %d.correlation_id, delivery_id = %d.id, attempt = number, status,
+            correlation_id = %d.correlation_id, trace_id = trace_id.as_deref(), delivery_id = %d.id, attempt = number, status,
             "delivered"
         ),
         NextState::RetryAt(at) => tracing::info!(
-            correlation_id = %d.correlation_id, delivery_id = %d.id, attempt = number, status, error,
+            correlation_id = %d.correlation_id, trace_id = trace_id.as_deref(), delivery_id = %d.id, attempt = number, status, error,
             retry_in_ms = at - now_ms(), "attempt failed; retrying"
         ),
         NextState::Failed => tracing::warn!(
-            correlation_id = %d.correlation_id, delivery_id = %d.id, attempt = number, status, error,
+            correlation_id = %d.correlation_id, trace_id = trace_id.as_deref(), delivery_id = %d.id, attempt = number, status, error,
             "delivery failed for good; moved to the dead-letter set"
         ),
     }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::endpoints::{check_url, new_endpoint};
 use super::error::{ApiError, ApiResult};
-use super::events::{correlation_id, publish_event};
+use super::events::{correlation_id, publish_event, traceparent};
 use super::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 
@@ -174,6 +174,7 @@ pub async fn trigger(
         payload.to_string(),
         key,
         correlation,
+        traceparent(&headers),
     )
     .await?;
     Ok((

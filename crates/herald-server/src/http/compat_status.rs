@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::deliveries::{cleanup_finished, create_direct, parse_status, DirectRequest};
 use super::error::{ApiError, ApiResult};
-use super::events::correlation_id;
+use super::events::{correlation_id, traceparent};
 use super::extract::{parse_json, PathParams, QueryParams, RawBody};
 use super::views::time;
 use crate::app::{now_ms, AppState};
@@ -82,6 +82,7 @@ pub async fn test_webhook(
         reference_id: Some(reference_id.clone()),
         timeout_ms: None,
         correlation_id: correlation_id(&headers, now_ms())?,
+        traceparent: traceparent(&headers),
     };
     let delivery = create_direct(&state, &caller.tenant_id, request)
         .await

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::endpoints::{check_headers, check_policy, check_url};
 use super::error::{ApiError, ApiResult};
-use super::events::correlation_id;
+use super::events::{correlation_id, traceparent};
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::views;
 use crate::app::{now_ms, AppState};
@@ -53,6 +53,8 @@ pub struct DirectRequest {
     pub timeout_ms: Option<u32>,
     /// Correlation id.
     pub correlation_id: String,
+    /// W3C trace context the attempts continue.
+    pub traceparent: String,
 }
 
 /// Validate and store a direct delivery, then wake the engine.
@@ -94,6 +96,7 @@ pub async fn create_direct(
             timeout_ms,
             reference_id: req.reference_id,
             correlation_id: req.correlation_id,
+            traceparent: Some(req.traceparent),
             auth: None,
             message_id: None,
             now_ms: now_ms(),
@@ -119,6 +122,7 @@ pub async fn create(
         reference_id: input.reference_id,
         timeout_ms: input.timeout_ms,
         correlation_id: correlation_id(&headers, now_ms())?,
+        traceparent: traceparent(&headers),
     };
     let delivery = create_direct(&state, &caller.tenant_id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(views::delivery(&delivery))))

@@ -45,6 +45,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-timestamp",
     "webhook-signature",
     "x-correlation-id",
+    "traceparent",
     "te",
     "upgrade",
     "keep-alive",

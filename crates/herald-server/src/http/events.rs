@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::event_type::EventType;
+use herald_core::trace::TraceParent;
 use herald_store::{NewEvent, Published};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -43,6 +44,17 @@ pub fn correlation_id(headers: &HeaderMap, now: i64) -> ApiResult<String> {
     }
 }
 
+/// The trace the request continues: its W3C `traceparent`, or a new trace when it has none or an invalid
+/// one (as W3C asks: an unusable header restarts the trace).
+pub fn traceparent(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .unwrap_or_else(random::new_trace)
+        .to_string()
+}
+
 fn idempotency_key(headers: &HeaderMap, body_key: Option<String>) -> ApiResult<Option<String>> {
     let header_key = headers
         .get("idempotency-key")
@@ -71,6 +83,7 @@ pub async fn publish_event(
     payload: String,
     idempotency_key: Option<String>,
     correlation_id: String,
+    traceparent: String,
 ) -> ApiResult<Published> {
     let event_type =
         EventType::parse(event_type).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
@@ -82,9 +95,16 @@ pub async fn publish_event(
             payload,
             idempotency_key,
             correlation_id,
+            traceparent: Some(traceparent),
             now_ms: now_ms(),
         })
         .await?;
+    tracing::debug!(
+        event_id = %published.event.id, correlation_id = %published.event.correlation_id,
+        trace_id = published.event.traceparent.as_deref().and_then(TraceParent::parse)
+            .map(|t| t.trace_id_hex()).as_deref(),
+        deliveries = published.deliveries.len(), "published"
+    );
     if !published.replayed {
         state.metrics.published(1);
         if !published.deliveries.is_empty() {
@@ -110,6 +130,7 @@ pub async fn publish(
         input.payload.get().to_string(),
         key,
         correlation,
+        traceparent(&headers),
     )
     .await?;
     let mut out = HeaderMap::new();

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::endpoints::check_url;
 use super::error::{ApiError, ApiResult};
-use super::events::correlation_id;
+use super::events::{correlation_id, traceparent};
 use super::extract::{parse_free_form_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 use crate::jobs::upstream::{forwardable, upstream_url, UpstreamRequest};
@@ -131,6 +131,7 @@ pub async fn create(
         webhook_url: webhook,
         progress_reports: input.progress_reports.unwrap_or(false),
         correlation_id: correlation_id(&headers, now_ms())?,
+        traceparent: traceparent(&headers),
         wait,
         upstream,
     };
@@ -315,6 +316,7 @@ pub async fn gateway(
         webhook_url: Some(callback),
         progress_reports: false,
         correlation_id: correlation_id(&headers, now_ms())?,
+        traceparent: traceparent(&headers),
         wait: None,
         upstream: Some(UpstreamRequest {
             method,

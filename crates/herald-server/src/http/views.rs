@@ -61,6 +61,7 @@ pub fn event(e: &EventRecord) -> Value {
         "payload": payload,
         "idempotency_key": e.idempotency_key,
         "correlation_id": e.correlation_id,
+        "traceparent": e.traceparent,
         "created_at": time(e.created_ms),
     })
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::trace::TraceParent;
 use herald_store::{JobRecord, RouteRecord};
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::json;
@@ -13,6 +14,7 @@ use super::service::{JobService, PROXY_GRACE_MS};
 use super::upstream::UpstreamRequest;
 use crate::app::now_ms;
 use crate::auth_client::ServiceAuth;
+use crate::random;
 
 impl JobService {
     /// The gateway's upstream call; its answer (or failure) becomes the job's outcome.
@@ -35,6 +37,14 @@ impl JobService {
         let mut extra = Vec::new();
         if let Ok(v) = HeaderValue::from_str(&job.correlation_id) {
             extra.push((HeaderName::from_static("x-correlation-id"), v));
+        }
+        if let Some(v) = job
+            .traceparent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .and_then(|tp| HeaderValue::from_str(&tp.child(random::span_id()).to_string()).ok())
+        {
+            extra.push((HeaderName::from_static("traceparent"), v));
         }
         if let Some(v) = job
             .webhook_url

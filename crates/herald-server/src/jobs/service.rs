@@ -43,6 +43,8 @@ pub struct NewJob {
     pub progress_reports: bool,
     /// Correlation id.
     pub correlation_id: String,
+    /// W3C trace context every call Herald makes for the job continues.
+    pub traceparent: String,
     /// The creating request long-polls this long.
     pub wait: Option<Duration>,
     /// For proxy routes: the request to forward.
@@ -164,6 +166,7 @@ impl JobService {
             timeout_ms: self.callback_timeout_ms,
             reference_id: Some(job.id.clone()),
             correlation_id: job.correlation_id.clone(),
+            traceparent: job.traceparent.clone(),
             auth: route.and_then(|r| r.auth.clone()),
             message_id,
             now_ms: now_ms(),
@@ -186,6 +189,7 @@ impl JobService {
             webhook_url: new.webhook_url,
             progress_reports: new.progress_reports,
             correlation_id: new.correlation_id,
+            traceparent: Some(new.traceparent),
             waiter_until_ms: new.wait.map(|w| now + w.as_millis() as i64),
             // A proxy call's deadline is in the commit that creates the job: if this node dies before the
             // call starts, the sweeper still fails the job as interrupted and the callback hears of it.

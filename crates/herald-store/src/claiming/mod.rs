@@ -31,7 +31,7 @@ pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_i
     ep.id, ep.secret, ep.previous_secret, ep.previous_secret_expires_ms, ep.headers, ep.retry_policy, \
     ep.timeout_ms, ep.max_in_flight, ep.rate_limit_per_s, ep.disabled, \
     d.attempt_count, d.count_4xx, d.cycle_base, d.cycle_started_ms, d.correlation_id, \
-    e.kind, e.event_type, e.payload, e.created_ms, d.auth";
+    e.kind, e.event_type, e.payload, e.created_ms, d.auth, e.traceparent";
 
 /// One due delivery as read from the database (columns of [`CANDIDATE_COLUMNS`], in order), before it is
 /// turned into a [`ClaimedDelivery`].
@@ -66,6 +66,7 @@ pub struct CandidateRow {
     pub payload: String,
     pub event_created_ms: i64,
     pub auth: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 /// What a claim does with the rows it read.
@@ -156,6 +157,7 @@ impl CandidateRow {
             correlation_id: self.correlation_id,
             auth: self.auth,
             operational: self.kind == EventKind::Operational.as_str(),
+            traceparent: self.traceparent,
         })
     }
 }

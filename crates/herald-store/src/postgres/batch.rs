@@ -142,6 +142,7 @@ pub(super) async fn publish_all(
             payload: new.payload,
             idempotency_key: new.idempotency_key,
             correlation_id: new.correlation_id,
+            traceparent: new.traceparent,
             created_ms: new.now_ms,
         };
         if let Some(key) = &event.idempotency_key {
@@ -223,9 +224,9 @@ async fn insert_events<'a>(
     let created: Vec<i64> = events.iter().map(|e| e.created_ms).collect();
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::bigint[])",
+            "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms, \
+             traceparent) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::bigint[], $9::text[])",
         )
         .await
         .map_err(pg_error)?;
@@ -240,6 +241,10 @@ async fn insert_events<'a>(
             &keys,
             &col(|e| &e.correlation_id),
             &created,
+            &events
+                .iter()
+                .map(|e| e.traceparent.as_deref())
+                .collect::<Vec<Option<&str>>>(),
         ],
     )
     .await

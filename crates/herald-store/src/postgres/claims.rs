@@ -51,6 +51,7 @@ fn candidate_row(row: &Row) -> StoreResult<CandidateRow> {
         payload: get(row, 27)?,
         event_created_ms: get(row, 28)?,
         auth: get(row, 29)?,
+        traceparent: get(row, 30)?,
     })
 }
 

@@ -35,6 +35,7 @@ fn job(row: &Row) -> StoreResult<JobRecord> {
         deadline_ms: get(row, 13)?,
         created_ms: get(row, 14)?,
         updated_ms: get(row, 15)?,
+        traceparent: get(row, 16)?,
     })
 }
 
@@ -128,7 +129,7 @@ pub async fn create_job(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let sql = format!(
-        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     );
     tx.execute(
         sql.as_str(),
@@ -149,6 +150,7 @@ pub async fn create_job(
             &j.deadline_ms,
             &j.created_ms,
             &j.updated_ms,
+            &j.traceparent,
         ],
     )
     .await

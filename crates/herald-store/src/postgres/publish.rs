@@ -17,7 +17,7 @@ const REPLAY_LIMIT: i64 = 100_000;
 
 async fn insert_event(c: &impl GenericClient, e: &EventRecord) -> StoreResult<()> {
     let sql =
-        format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
     let stmt = c.prepare_cached(&sql).await.map_err(pg_error)?;
     c.execute(
         &stmt,
@@ -30,6 +30,7 @@ async fn insert_event(c: &impl GenericClient, e: &EventRecord) -> StoreResult<()
             &e.idempotency_key,
             &e.correlation_id,
             &e.created_ms,
+            &e.traceparent,
         ],
     )
     .await
@@ -125,6 +126,7 @@ pub(super) async fn insert_direct(
         payload: new.payload,
         idempotency_key: None,
         correlation_id: new.correlation_id.clone(),
+        traceparent: new.traceparent.clone(),
         created_ms: new.now_ms,
     };
     insert_event(tx, &event).await?;

@@ -94,6 +94,7 @@ pub fn event(row: &Row) -> StoreResult<EventRecord> {
         idempotency_key: get(row, 5)?,
         correlation_id: get(row, 6)?,
         created_ms: get(row, 7)?,
+        traceparent: get(row, 8)?,
     })
 }
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, crate::sql::TOKENS_MIGRATION),
     (4, crate::sql::KEY_DUE_MIGRATION),
     (5, crate::sql::DISPATCH_KEYS_MIGRATION),
+    (6, crate::sql::TRACE_MIGRATION),
 ];
 
 const JOBS: &str = r#"

@@ -48,6 +48,7 @@ fn candidate_row(row: &Row) -> rusqlite::Result<CandidateRow> {
         payload: row.get(27)?,
         event_created_ms: row.get(28)?,
         auth: row.get(29)?,
+        traceparent: row.get(30)?,
     })
 }
 

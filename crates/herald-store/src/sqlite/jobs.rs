@@ -40,6 +40,7 @@ fn job(row: &Row) -> rusqlite::Result<JobRecord> {
         deadline_ms: row.get(13)?,
         created_ms: row.get(14)?,
         updated_ms: row.get(15)?,
+        traceparent: row.get(16)?,
     })
 }
 
@@ -117,7 +118,7 @@ pub fn create_job(
 ) -> StoreResult<()> {
     ctx.conn
         .prepare_cached(&format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?
         .execute(params![
             j.id,
@@ -135,7 +136,8 @@ pub fn create_job(
             j.waiter_until_ms,
             j.deadline_ms,
             j.created_ms,
-            j.updated_ms
+            j.updated_ms,
+            j.traceparent
         ])?;
     if let Some(first) = first {
         create_direct(ctx, first)?;

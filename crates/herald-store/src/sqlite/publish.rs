@@ -34,6 +34,7 @@ pub fn publish_as(ctx: &mut WriteCtx, new: NewEvent, kind: EventKind) -> StoreRe
         payload: new.payload,
         idempotency_key: new.idempotency_key,
         correlation_id: new.correlation_id,
+        traceparent: new.traceparent,
         created_ms: new.now_ms,
     };
     // Everything that can fail is read before anything is written (see `writer`).
@@ -105,7 +106,7 @@ fn replay_idempotent(
 
 fn insert_event(conn: &Connection, event: &EventRecord) -> StoreResult<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
     .execute(params![
         event.id,
@@ -116,6 +117,7 @@ fn insert_event(conn: &Connection, event: &EventRecord) -> StoreResult<()> {
         event.idempotency_key,
         event.correlation_id,
         event.created_ms,
+        event.traceparent,
     ])?;
     Ok(())
 }
@@ -176,6 +178,7 @@ pub fn create_direct(ctx: &mut WriteCtx, new: NewDirectDelivery) -> StoreResult<
         payload: new.payload,
         idempotency_key: None,
         correlation_id: new.correlation_id.clone(),
+        traceparent: new.traceparent.clone(),
         created_ms: new.now_ms,
     };
     insert_event(&ctx.conn, &event)?;

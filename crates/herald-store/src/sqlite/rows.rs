@@ -94,6 +94,7 @@ pub fn event(row: &Row) -> rusqlite::Result<EventRecord> {
         idempotency_key: row.get(5)?,
         correlation_id: row.get(6)?,
         created_ms: row.get(7)?,
+        traceparent: row.get(8)?,
     })
 }
 

@@ -34,6 +34,7 @@ fn job(id: &str) -> JobRecord {
         webhook_url: Some("https://client.example.com/hook".into()),
         progress_reports: true,
         correlation_id: "jcorr".into(),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         waiter_until_ms: None,
         deadline_ms: None,
         created_ms: BASE,

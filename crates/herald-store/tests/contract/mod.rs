@@ -57,6 +57,7 @@ macro_rules! contract_tests {
             publish::publish_fan_out,
             publish::idempotency,
             publish::direct_and_event_bodies,
+            publish::traces_ride_with_events,
             claims::claims_are_exclusive,
             claims::per_key_limits,
             scheduling::claims_interleave_keys,
@@ -155,6 +156,7 @@ pub fn new_event(tenant: &str, event_type: &str, payload: &str, now_ms: i64) -> 
         payload: payload.to_string(),
         idempotency_key: None,
         correlation_id: format!("corr-{now_ms}"),
+        traceparent: None,
         now_ms,
     }
 }
@@ -200,6 +202,7 @@ pub fn new_direct(tenant: &str, url: &str, payload: &str, now_ms: i64) -> NewDir
         timeout_ms: TIMEOUT_MS,
         reference_id: Some(format!("ref-{now_ms}")),
         correlation_id: format!("dcorr-{now_ms}"),
+        traceparent: None,
         auth: None,
         message_id: None,
         now_ms,

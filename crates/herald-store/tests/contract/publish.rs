@@ -351,3 +351,31 @@ pub async fn direct_and_event_bodies(store: Shared) {
         vec![direct.id]
     );
 }
+
+/// An event's `traceparent` is stored with it and handed to every claim of its deliveries, direct ones too.
+pub async fn traces_ride_with_events(store: Shared) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    add_endpoint(&store, DEFAULT_TENANT, 1, &["traced"]).await;
+    let mut traced = new_event(DEFAULT_TENANT, "traced", "{}", BASE);
+    traced.traceparent = Some(TRACE.into());
+    let published = store.publish(traced).await.unwrap();
+    assert_eq!(published.event.traceparent.as_deref(), Some(TRACE));
+    let read = store
+        .get_event(DEFAULT_TENANT, &published.event.id)
+        .await
+        .unwrap();
+    assert_eq!(read.traceparent.as_deref(), Some(TRACE));
+    let mut direct = new_direct(DEFAULT_TENANT, "https://direct.example.com/x", "{}", BASE);
+    direct.traceparent = Some(TRACE.into());
+    store.create_direct_delivery(direct).await.unwrap();
+    publish(&store, "traced", BASE + 1).await;
+    let claimed = claim(&store, "w1", BASE + 10).await;
+    assert_eq!(claimed.len(), 3);
+    let traces: Vec<Option<&str>> = claimed.iter().map(|d| d.traceparent.as_deref()).collect();
+    assert_eq!(
+        traces.iter().filter(|t| **t == Some(TRACE)).count(),
+        2,
+        "{traces:?}"
+    );
+    assert_eq!(traces.iter().filter(|t| t.is_none()).count(), 1);
+}

@@ -19,3 +19,4 @@ mod service_auth;
 mod ssrf;
 mod supervision;
 mod tokens;
+mod tracing;
