@@ -32,6 +32,8 @@ pub struct AppState {
     pub jobs: Arc<crate::jobs::JobService>,
     /// This node's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Spans for publishes (or nothing).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// How long a resolved tenant token is trusted without asking the store again.

@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod random;
 pub mod receiver;
 pub mod server;
+pub mod telemetry;
 
 pub use config::{Config, Role};
 pub use server::{start, Running};

@@ -208,6 +208,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             }
         }));
     }
+    let telemetry = Arc::new(match &config.otlp_endpoint {
+        Some(endpoint) => {
+            crate::telemetry::Telemetry::start(endpoint, &owner).with_context(|| {
+                format!("cannot export spans to {endpoint} (setting otlp_endpoint)")
+            })?
+        }
+        None => crate::telemetry::Telemetry::off(),
+    });
     let engine = config.role.delivers().then(|| {
         Engine::new(
             store.clone(),
@@ -216,7 +224,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             work_ready.clone(),
             owner.clone(),
             jobs.authenticator(),
-            metrics.clone(),
+            crate::delivery::Instruments {
+                metrics: metrics.clone(),
+                telemetry: telemetry.clone(),
+            },
         )
     });
     let state = AppState {
@@ -229,6 +240,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         engine: engine.as_ref().map(Engine::status),
         jobs: jobs.clone(),
         metrics,
+        telemetry: telemetry.clone(),
     };
     crate::http::routes::declare(&state, &state.config.routes).await?;
     let metrics_listener = match state.config.metrics_listen {
@@ -273,6 +285,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         if let Some(task) = engine_task {
             task.await.context("delivery engine failed")?;
         }
+        // The exporter's last batch goes out from a thread of its own, which needs this runtime.
+        tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         Ok(())
     });
     Ok(Running {

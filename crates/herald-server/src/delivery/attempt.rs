@@ -46,6 +46,8 @@ pub struct AttemptContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How endpoint health is judged, sent with every result that counts towards it.
     pub health: HealthPolicy,
+    /// Spans for attempts, claims and record batches.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
@@ -154,12 +156,13 @@ pub async fn run(
     let clock = Instant::now();
     // The attempt owns the claimed delivery: hand its body to the request without copying it.
     let body = Bytes::from(std::mem::take(&mut d.body));
-    // The attempt is a span of the publisher's trace: same trace id, a span id of its own.
-    let trace = d
-        .traceparent
-        .as_deref()
-        .and_then(TraceParent::parse)
-        .map(|tp| tp.child(random::span_id()));
+    // The attempt is a span of the publisher's trace: same trace id, a span id of its own (the exported
+    // span's, when spans are exported).
+    let parent = d.traceparent.as_deref().and_then(TraceParent::parse);
+    let mut span = ctx.telemetry.span("attempt", parent.as_ref());
+    let trace = span
+        .traceparent()
+        .or_else(|| parent.map(|tp| tp.child(random::span_id())));
     let mut out_headers = headers(&d, trace.as_ref(), started_ms / 1000, &body);
     // Credentials that cannot be read or obtained stop the request: it is never sent without them.
     let mut refused = None;
@@ -234,6 +237,17 @@ pub async fn run(
         error.as_deref(),
         next,
     );
+    if ctx.telemetry.enabled() {
+        span.text("herald.delivery_id", &d.id);
+        span.count("herald.attempt", number as usize);
+        if let Some(code) = status_code {
+            span.count("http.response.status_code", usize::from(code));
+        }
+        if let Some(e) = &error {
+            span.text("error.type", e);
+        }
+    }
+    drop(span);
     let result = AttemptResult {
         delivery_id: d.id.clone(),
         owner: lease_owner.to_string(),

@@ -204,9 +204,15 @@ impl Dispatch {
                 continue;
             };
             let owner = reservation.owner.clone();
+            let started = std::time::SystemTime::now();
             backlog = match self.store.claim_due(&reservation.request).await {
                 Ok(claim) => {
                     failures = 0;
+                    if !claim.deliveries.is_empty() {
+                        let n = claim.deliveries.len();
+                        ctx.telemetry
+                            .record_span("claim", started, "herald.claimed", n);
+                    }
                     self.start(claim, reservation)
                 }
                 Err(e) => {

@@ -28,6 +28,15 @@ use tokio::task::JoinHandle;
 
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
+
+/// What the engine reports to: this node's metrics and its span exporter.
+pub struct Instruments {
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Spans (or nothing).
+    pub telemetry: Arc<Telemetry>,
+}
 use crate::outbound::Outbound;
 use attempt::AttemptContext;
 use client::DeliveryClient;
@@ -91,8 +100,9 @@ impl Engine {
         work_ready: Arc<Notify>,
         owner: String,
         authenticator: crate::auth_client::ServiceAuthenticator,
-        metrics: Arc<Metrics>,
+        instruments: Instruments,
     ) -> Engine {
+        let Instruments { metrics, telemetry } = instruments;
         // Bounded: when results cannot be written, attempts wait with their slots held, so claiming slows
         // down instead of results piling up in memory.
         let (results_tx, results) = mpsc::channel(config.concurrency.max(1));
@@ -106,6 +116,7 @@ impl Engine {
             store: store.clone(),
             metrics,
             health: config.health,
+            telemetry,
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {
@@ -206,6 +217,7 @@ async fn supervise_recorder(
     let store = dispatch.store.clone();
     let owner = dispatch.context.owner.clone();
     let metrics = dispatch.context.metrics.clone();
+    let telemetry = dispatch.context.telemetry.clone();
     let weak = Arc::downgrade(&dispatch);
     drop(dispatch);
     loop {
@@ -214,6 +226,7 @@ async fn supervise_recorder(
             store.clone(),
             owner.clone(),
             metrics.clone(),
+            telemetry.clone(),
             results.clone(),
             recorder::Refill {
                 dispatch: weak.clone(),

@@ -41,6 +41,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     owner: String,
     metrics: Arc<crate::metrics::Metrics>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     results: Arc<Mutex<mpsc::Receiver<AttemptResult>>>,
     refill: Refill,
 ) {
@@ -62,7 +63,7 @@ pub async fn run(
             .flatten();
         tokio::spawn(write_batch(
             store.clone(),
-            metrics.clone(),
+            (metrics.clone(), telemetry.clone()),
             std::mem::take(&mut batch),
             dispatch,
             turn,
@@ -75,12 +76,17 @@ pub async fn run(
 /// start as soon as the claim is made, before the commit is durable.
 async fn write_batch(
     store: Arc<dyn Store>,
-    metrics: Arc<crate::metrics::Metrics>,
+    (metrics, telemetry): (
+        Arc<crate::metrics::Metrics>,
+        Arc<crate::telemetry::Telemetry>,
+    ),
     batch: Vec<AttemptResult>,
     dispatch: Option<Arc<Dispatch>>,
     _turn: OwnedSemaphorePermit,
 ) {
     let (n, started) = (batch.len(), std::time::Instant::now());
+    let mut span = telemetry.span("record", None);
+    span.count("herald.results", n);
     let earliest_retry = batch
         .iter()
         .filter_map(|r| match r.next {
@@ -101,6 +107,7 @@ async fn write_batch(
                             after_us = started.elapsed().as_micros() as u64,
                             "refilled freed slots"
                         );
+                        span.count("herald.claimed", claim.deliveries.len());
                         dispatch.start(claim, reservation)
                     }
                     Err(_) => {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::endpoints::{check_url, new_endpoint};
 use super::error::{ApiError, ApiResult};
-use super::events::{correlation_id, publish_event, traceparent};
+use super::events::{accept_trace, correlation_id, publish_event};
 use super::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 
@@ -163,6 +163,7 @@ pub async fn trigger(
         parse_json(&body)?
     };
     let correlation = correlation_id(&headers, now_ms())?;
+    let (_span, trace) = accept_trace(&state, "publish", &headers);
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -174,7 +175,7 @@ pub async fn trigger(
         payload.to_string(),
         key,
         correlation,
-        traceparent(&headers),
+        trace,
     )
     .await?;
     Ok((

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::deliveries::{cleanup_finished, create_direct, parse_status, DirectRequest};
 use super::error::{ApiError, ApiResult};
-use super::events::{correlation_id, traceparent};
+use super::events::{accept_trace, correlation_id};
 use super::extract::{parse_json, PathParams, QueryParams, RawBody};
 use super::views::time;
 use crate::app::{now_ms, AppState};
@@ -73,6 +73,7 @@ pub async fn test_webhook(
         parse_json(&body)?
     };
     let reference_id = format!("TEST-{}", random::short_hex());
+    let (_span, trace) = accept_trace(&state, "direct_delivery", &headers);
     let request = DirectRequest {
         url,
         payload: payload.to_string(),
@@ -82,7 +83,7 @@ pub async fn test_webhook(
         reference_id: Some(reference_id.clone()),
         timeout_ms: None,
         correlation_id: correlation_id(&headers, now_ms())?,
-        traceparent: traceparent(&headers),
+        traceparent: trace,
     };
     let delivery = create_direct(&state, &caller.tenant_id, request)
         .await

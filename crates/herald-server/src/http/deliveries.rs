@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::endpoints::{check_headers, check_policy, check_url};
 use super::error::{ApiError, ApiResult};
-use super::events::{correlation_id, traceparent};
+use super::events::{accept_trace, correlation_id};
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::views;
 use crate::app::{now_ms, AppState};
@@ -113,6 +113,7 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(input): JsonBody<DirectInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (_span, trace) = accept_trace(&state, "direct_delivery", &headers);
     let request = DirectRequest {
         url: input.url,
         payload: input.payload.get().to_string(),
@@ -122,7 +123,7 @@ pub async fn create(
         reference_id: input.reference_id,
         timeout_ms: input.timeout_ms,
         correlation_id: correlation_id(&headers, now_ms())?,
-        traceparent: traceparent(&headers),
+        traceparent: trace,
     };
     let delivery = create_direct(&state, &caller.tenant_id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(views::delivery(&delivery))))

@@ -16,6 +16,7 @@ use super::extract::{JsonBody, PathParams};
 use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
+use crate::telemetry::SpanGuard;
 
 /// Body of `POST /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -44,15 +45,25 @@ pub fn correlation_id(headers: &HeaderMap, now: i64) -> ApiResult<String> {
     }
 }
 
-/// The trace the request continues: its W3C `traceparent`, or a new trace when it has none or an invalid
-/// one (as W3C asks: an unusable header restarts the trace).
-pub fn traceparent(headers: &HeaderMap) -> String {
-    headers
+/// The trace the request's work continues: a span named `name` (when spans are exported) of the request's
+/// W3C `traceparent`, or of a new trace when it has none or an unusable one (as W3C asks: a malformed
+/// header restarts the trace). Returns the span, to be held while the request is served, and the
+/// `traceparent` to store with the work.
+pub fn accept_trace(
+    state: &AppState,
+    name: &'static str,
+    headers: &HeaderMap,
+) -> (SpanGuard, String) {
+    let incoming = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .unwrap_or_else(random::new_trace)
-        .to_string()
+        .and_then(TraceParent::parse);
+    let span = state.telemetry.span(name, incoming.as_ref());
+    let trace = span
+        .traceparent()
+        .or(incoming)
+        .unwrap_or_else(random::new_trace);
+    (span, trace.to_string())
 }
 
 fn idempotency_key(headers: &HeaderMap, body_key: Option<String>) -> ApiResult<Option<String>> {
@@ -123,6 +134,7 @@ pub async fn publish(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
     let correlation = correlation_id(&headers, now_ms())?;
     let key = idempotency_key(&headers, input.idempotency_key)?;
+    let (_span, trace) = accept_trace(&state, "publish", &headers);
     let published = publish_event(
         &state,
         &caller.tenant_id,
@@ -130,7 +142,7 @@ pub async fn publish(
         input.payload.get().to_string(),
         key,
         correlation,
-        traceparent(&headers),
+        trace,
     )
     .await?;
     let mut out = HeaderMap::new();

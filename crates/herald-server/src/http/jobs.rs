@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::endpoints::check_url;
 use super::error::{ApiError, ApiResult};
-use super::events::{correlation_id, traceparent};
+use super::events::{accept_trace, correlation_id};
 use super::extract::{parse_free_form_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 use crate::jobs::upstream::{forwardable, upstream_url, UpstreamRequest};
@@ -124,6 +124,7 @@ pub async fn create(
         },
         body: Bytes::from(payload.clone().unwrap_or_else(|| "null".into())),
     });
+    let (_span, trace) = accept_trace(&state, "job", &headers);
     let new = NewJob {
         tenant_id: caller.tenant_id,
         route,
@@ -131,7 +132,7 @@ pub async fn create(
         webhook_url: webhook,
         progress_reports: input.progress_reports.unwrap_or(false),
         correlation_id: correlation_id(&headers, now_ms())?,
-        traceparent: traceparent(&headers),
+        traceparent: trace,
         wait,
         upstream,
     };
@@ -310,13 +311,14 @@ pub async fn gateway(
     let payload = serde_json::from_slice::<Value>(&body)
         .ok()
         .map(|v| v.to_string());
+    let (_span, trace) = accept_trace(&state, "job", &headers);
     let new = NewJob {
         tenant_id: caller.tenant_id,
         payload,
         webhook_url: Some(callback),
         progress_reports: false,
         correlation_id: correlation_id(&headers, now_ms())?,
-        traceparent: traceparent(&headers),
+        traceparent: trace,
         wait: None,
         upstream: Some(UpstreamRequest {
             method,

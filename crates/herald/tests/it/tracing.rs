@@ -1,10 +1,11 @@
 //! W3C trace context: the publisher's `traceparent` is stored with the event and every attempt continues
 //! that trace with a span of its own; a request without one starts a trace.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_core::trace::TraceParent;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{Backend, Reply, TestApp, TestReceiver};
 use crate::on_both_stores;
@@ -84,4 +85,101 @@ pub async fn every_attempt_continues_the_publishers_trace(backend: Backend) {
     let seen = rx.wait_for(before + 1, Duration::from_secs(10)).await;
     let direct = TraceParent::parse(seen[before].header("traceparent").unwrap()).unwrap();
     assert_eq!(direct.trace_id, publisher.trace_id);
+}
+
+/// A fake OTLP/HTTP collector: every span it receives, as JSON.
+struct Collector {
+    addr: std::net::SocketAddr,
+    spans: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let spans: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let export: Value = serde_json::from_slice(&body).expect("OTLP JSON");
+                    for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                            for span in scope["spans"].as_array().into_iter().flatten() {
+                                kept.lock().unwrap().push(span.clone());
+                            }
+                        }
+                    }
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Collector { addr, spans }
+    }
+
+    /// Wait until a span named `name` with trace id `trace` (hex) arrived; returns it.
+    async fn wait_for(&self, name: &str, trace: Option<&str>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| {
+                    s["name"] == name && trace.is_none_or(|t| s["traceId"].as_str() == Some(t))
+                })
+                .cloned();
+            if let Some(span) = found {
+                return span;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {name} span; got {:?}",
+                self.spans.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_for_publish_claim_attempt_and_record_reach_the_collector() {
+    let collector = Collector::start().await;
+    let endpoint = format!("http://{}", collector.addr);
+    let app = TestApp::spawn_with(|c| c.otlp_endpoint = Some(endpoint)).await;
+    let rx = TestReceiver::start(Reply::status(204)).await;
+    app.endpoint(json!({"url": rx.url("/traced")})).await;
+    let (status, _) = app
+        .call_as_with_headers(
+            "/v1/events",
+            json!({"event_type": "order.paid", "payload": {}}),
+            &[("traceparent", PUBLISHER)],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202);
+    let seen = rx.wait_for(1, Duration::from_secs(10)).await;
+    let sent = TraceParent::parse(seen[0].header("traceparent").unwrap()).unwrap();
+
+    let trace = TraceParent::parse(PUBLISHER).unwrap().trace_id_hex();
+    let publish = collector.wait_for("publish", Some(&trace)).await;
+    assert_eq!(
+        publish["parentSpanId"], "00f067aa0ba902b7",
+        "the publisher's span is its parent"
+    );
+    let attempt = collector.wait_for("attempt", Some(&trace)).await;
+    assert_eq!(
+        attempt["parentSpanId"], publish["spanId"],
+        "the attempt follows the publish"
+    );
+    assert_eq!(
+        attempt["spanId"].as_str().unwrap(),
+        format!("{:016x}", sent.parent_id),
+        "the receiver sees the attempt's own span"
+    );
+    collector.wait_for("record", None).await;
+    collector.wait_for("claim", None).await;
 }

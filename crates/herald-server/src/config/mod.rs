@@ -120,6 +120,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// This node's name in metrics (seed 003's `worker_id`); the host name when unset.
     pub node_name: Option<String>,
+    /// Export spans over OTLP/HTTP to this collector (base URL; `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<String>,
     /// Job routes declared in `herald.toml` (`[[routes]]` tables), applied at start.
     pub routes: Vec<toml::Table>,
 }
@@ -146,6 +148,7 @@ impl Config {
             public_url: None,
             routes: Vec::new(),
             metrics_listen: None,
+            otlp_endpoint: None,
             node_name: None,
         }
     }
@@ -156,9 +159,13 @@ impl Config {
         flags: &HashMap<&'static str, String>,
         config_file: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = std::env::vars()
+        let mut env: HashMap<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("HERALD_"))
             .collect();
+        // OpenTelemetry's standard name, unless Herald's own is set.
+        if let Ok(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            env.entry("HERALD_OTLP_ENDPOINT".into()).or_insert(endpoint);
+        }
         let file = match config_file {
             Some(path) => Some(read_toml(path)?),
             None if Path::new("herald.toml").exists() => Some(read_toml(Path::new("herald.toml"))?),
@@ -349,6 +356,7 @@ impl Layers<'_> {
         );
         c.public_url = self.get("public_url", "a URL")?;
         c.metrics_listen = self.get("metrics_listen", "an address like 127.0.0.1:8001")?;
+        c.otlp_endpoint = self.get("otlp_endpoint", "a URL like http://127.0.0.1:4318")?;
         c.node_name = self.get("node_name", "a name")?;
         if let Some(declared) = self.file.and_then(|f| f.get("routes")) {
             let fail = |message: &str| ConfigError {
@@ -433,6 +441,15 @@ impl Layers<'_> {
                 "must be at least max_payload_bytes (a result is reported in one request)",
             );
         }
+        if let Some(endpoint) = &c.otlp_endpoint {
+            let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            if !scheme_ok || endpoint.parse::<hyper::Uri>().is_err() {
+                return fail(
+                    "otlp_endpoint",
+                    "must be an http:// or https:// URL (the collector's base, e.g. http://127.0.0.1:4318)",
+                );
+            }
+        }
         if let Some(pattern) = &c.url_allowlist {
             if let Err(e) = herald_core::url_policy::UrlPolicy::new(false, Some(pattern)) {
                 return fail(
@@ -463,58 +480,4 @@ impl Layers<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layers<'a>(
-        flags: &'a HashMap<&'static str, String>,
-        env: &'a HashMap<String, String>,
-        file: Option<&'a toml::Table>,
-    ) -> Layers<'a> {
-        Layers { flags, env, file }
-    }
-
-    #[test]
-    fn flags_beat_env_beat_file() {
-        let flags = HashMap::from([("listen", "127.0.0.1:1".to_string())]);
-        let env = HashMap::from([
-            ("HERALD_LISTEN".to_string(), "127.0.0.1:2".to_string()),
-            ("HERALD_CONCURRENCY".to_string(), "7".to_string()),
-        ]);
-        let file: toml::Table = "listen = '127.0.0.1:3'\nconcurrency = 9\nretention_days = 5"
-            .parse()
-            .unwrap();
-        let c = layers(&flags, &env, Some(&file)).resolve().unwrap();
-        assert_eq!(c.listen.port(), 1);
-        assert_eq!(c.delivery.concurrency, 7);
-        assert_eq!(c.delivery.retention_days, 5);
-    }
-
-    #[test]
-    fn errors_name_the_setting_and_source() {
-        let flags = HashMap::new();
-        let env = HashMap::from([("HERALD_LISTEN".to_string(), "nowhere".to_string())]);
-        let err = layers(&flags, &env, None).resolve().unwrap_err();
-        assert_eq!(err.setting, "listen");
-        assert_eq!(err.source_name, "HERALD_LISTEN");
-        let env = HashMap::from([("HERALD_URL_ALLOWLIST".to_string(), "(".to_string())]);
-        let err = layers(&flags, &env, None).resolve().unwrap_err();
-        assert!(err.to_string().contains("url_allowlist"), "{err}");
-        let env = HashMap::from([("HERALD_ROLE".to_string(), "boss".to_string())]);
-        assert_eq!(
-            layers(&flags, &env, None).resolve().unwrap_err().setting,
-            "role"
-        );
-    }
-
-    #[test]
-    fn defaults_match_the_spec() {
-        let (flags, env) = (HashMap::new(), HashMap::new());
-        let c = layers(&flags, &env, None).resolve().unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(c.data_dir, PathBuf::from("./herald-data"));
-        assert_eq!(c.max_payload_bytes, 1024 * 1024);
-        assert!(!c.allow_private_targets);
-        assert_eq!(c.delivery.dead_letter_ttl_days, 30);
-    }
-}
+mod tests;
