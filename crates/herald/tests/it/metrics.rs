@@ -73,6 +73,8 @@ pub async fn metrics_count_real_deliveries_and_pass_promtool(backend: Backend) {
     let Some(app) = TestApp::spawn_on(backend, |c| {
         c.metrics_listen = Some(format!("127.0.0.1:{open_port}").parse().unwrap());
         c.node_name = Some("node-a".into());
+        // One failure opens a breaker, so the breaker gauges have something to show.
+        c.delivery.health.breaker.failures = 1;
     })
     .await
     else {
@@ -148,6 +150,18 @@ pub async fn metrics_count_real_deliveries_and_pass_promtool(backend: Backend) {
         1.0
     );
     assert_eq!(sample(&text, "herald_events_published_total"), 4.0);
+    assert_eq!(
+        sample(&text, r#"circuit_breaker_status{service="endpoints"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"herald_circuit_breakers{state="open"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"herald_circuit_breakers{state="half_open"}"#),
+        0.0
+    );
     assert_eq!(
         sample(&text, r#"herald_deliveries_total{outcome="delivered"}"#),
         3.0
