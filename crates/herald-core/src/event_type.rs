@@ -100,6 +100,14 @@ pub fn filter_matches(filters: &[String], event_type: &str) -> bool {
         })
 }
 
+/// Whether an operational event (`endpoint.failing`, `delivery.failed`, …) passes a subscription's
+/// filters. Only a filter that names it does (exactly or by prefix): the match-everything forms (`*`, an
+/// empty list) mean "all of my events", not Herald's alerts about the endpoints.
+pub fn filter_names(filters: &[String], event_type: &str) -> bool {
+    let named: Vec<String> = filters.iter().filter(|f| *f != "*").cloned().collect();
+    !named.is_empty() && filter_matches(&named, event_type)
+}
+
 /// Validates a filter: `*`, a valid event type, or a valid event type
 /// followed by `.*`.
 pub fn validate_filter(s: &str) -> Result<(), EventTypeError> {
@@ -183,5 +191,15 @@ mod tests {
         for (input, ok) in cases {
             assert_eq!(validate_filter(input).is_ok(), *ok, "{input}");
         }
+    }
+
+    #[test]
+    fn operational_events_go_only_where_they_are_named() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!filter_names(&f(&[]), "endpoint.failing"));
+        assert!(!filter_names(&f(&["*"]), "endpoint.failing"));
+        assert!(filter_names(&f(&["*", "endpoint.*"]), "endpoint.failing"));
+        assert!(filter_names(&f(&["delivery.failed"]), "delivery.failed"));
+        assert!(!filter_names(&f(&["order.*"]), "endpoint.failing"));
     }
 }

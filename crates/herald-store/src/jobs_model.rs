@@ -128,3 +128,12 @@ pub struct Completed {
     /// asked for).
     pub webhook_queued: bool,
 }
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Status equals.
+    pub status: Option<JobStatus>,
+    /// Route name equals.
+    pub route: Option<String>,
+}

@@ -65,3 +65,18 @@ impl DeliveryFilter {
         self == &DeliveryFilter::default()
     }
 }
+
+/// A listing from `items` read with one row more than `limit`: that extra row, if it came, says there is a
+/// next page, which starts after the last kept item (`key`).
+pub fn into_listing<T>(items: &mut Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Listing<T> {
+    let next_after = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(&key)
+    } else {
+        None
+    };
+    Listing {
+        items: std::mem::take(items),
+        next_after,
+    }
+}

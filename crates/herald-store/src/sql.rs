@@ -126,6 +126,19 @@ ALTER TABLE events ADD COLUMN traceparent TEXT;
 ALTER TABLE jobs ADD COLUMN traceparent TEXT;
 ";
 
+/// Migration 7: listing a tenant's jobs newest first.
+pub const JOBS_BY_TENANT_MIGRATION: &str = "CREATE INDEX jobs_by_tenant ON jobs (tenant_id, id);";
+
+/// A page of tenant `$1`'s jobs, newest first: status `$2` and route `$3` when not NULL, ids before `$4`
+/// when not NULL (the cursor), at most `$5` rows.
+pub fn list_jobs() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR status = $2) AND (CAST($3 AS TEXT) IS NULL OR route = $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    )
+}
+
 /// Columns of a dispatch key's state, in the order both stores read them.
 pub const DISPATCH_KEY_COLUMNS: &str = "key, failures, circuit, opened_ms, probe_ms, cooldown_ms, \
     failing_since_ms, last_error, changed_ms, window_start_ms, window_attempts, window_failures, prev_attempts, \
@@ -185,6 +198,16 @@ pub const DELIVERY_EVENT: &str =
 /// Breakers not closed at `$1`: open (before their probe) and half-open, across tenants.
 pub const CIRCUIT_COUNTS: &str = "SELECT COALESCE(SUM(CASE WHEN probe_ms > $1 THEN 1 ELSE 0 END), 0), \
     COALESCE(SUM(CASE WHEN probe_ms > $1 THEN 0 ELSE 1 END), 0) FROM dispatch_keys WHERE circuit = 'open'";
+
+/// Most failed deliveries one recovery sends again.
+pub const RECOVER_LIMIT: i64 = 100_000;
+
+/// Recover, at `$1`, the failed deliveries of endpoint `$2` of tenant `$3` created since `$4`, at most `$5`:
+/// each is due now with a fresh retry cycle, as an operator retry would make it.
+pub const RECOVER_ENDPOINT: &str = "UPDATE deliveries SET status = 'pending', due_ms = $1, lease_owner = NULL, \
+    count_4xx = 0, cycle_base = attempt_count, cycle_started_ms = $1, updated_ms = $1 \
+    WHERE id IN (SELECT id FROM deliveries WHERE endpoint_id = $2 AND tenant_id = $3 AND status = 'failed' \
+    AND created_ms >= $4 ORDER BY id LIMIT $5)";
 
 /// Forget endpoint `$1`'s breaker (deleted or re-enabled).
 pub const FORGET_DISPATCH_KEY: &str = "DELETE FROM dispatch_keys WHERE key = $1";
@@ -251,6 +274,7 @@ mod tests {
         super::DELIVERY_EVENT,
         super::CIRCUIT_COUNTS,
         super::FORGET_DISPATCH_KEY,
+        super::RECOVER_ENDPOINT,
     ];
 
     #[test]

@@ -103,6 +103,17 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<u64>;
 
+    /// Retry the endpoint's failed deliveries (the dead-letter set) created since `since_ms`, at most
+    /// 100,000: each is due at `now_ms` with a fresh retry cycle. Returns how many. `NotFound` for an
+    /// endpoint of another tenant.
+    async fn recover_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+
     // ---- events ----
 
     /// Store an event and fan it out to every matching enabled endpoint, in one commit. With an idempotency key
@@ -173,6 +184,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// One job.
     async fn get_job(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord>;
+    /// A tenant's jobs, newest first.
+    async fn list_jobs(
+        &self,
+        tenant_id: &str,
+        filter: &JobFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<JobRecord>>;
     /// Set a job's progress (and status `running`) if it is unfinished and its progress is still
     /// `expected`; queue `webhook` in the same commit. Returns the job as it stands and whether it changed.
     async fn set_job_progress(

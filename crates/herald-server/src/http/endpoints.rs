@@ -395,3 +395,23 @@ pub async fn replay(
     state.work_ready.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": count }))))
 }
+
+/// `POST /v1/endpoints/{id}/recover?since=<RFC 3339>`: retry the endpoint's failed deliveries (its
+/// dead-letter set) created since then, each with a fresh retry cycle.
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<ReplayQuery>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let since = parse_rfc3339(&q.since)
+        .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))?;
+    let count = state
+        .store
+        .recover_endpoint(&caller.tenant_id, &id, since, now_ms())
+        .await?;
+    if count > 0 {
+        state.work_ready.notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "recovered": count }))))
+}

@@ -1,5 +1,6 @@
 //! `/v1/jobs` and the async gateway `/async/{route}/{rest}` (seeds 000 and 001).
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -7,7 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
 use bytes::BytesMut;
-use herald_store::{JobRecord, RouteKind};
+use herald_core::status::JobStatus;
+use herald_store::{JobFilter, JobRecord, Page, RouteKind};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -18,6 +20,7 @@ use super::endpoints::check_url;
 use super::error::{ApiError, ApiResult};
 use super::events::{accept_trace, correlation_id};
 use super::extract::{parse_free_form_json, JsonBody, PathParams, QueryParams, RawBody};
+use super::views;
 use crate::app::{now_ms, AppState};
 use crate::jobs::upstream::{forwardable, upstream_url, UpstreamRequest};
 use crate::jobs::{NewJob, ResultJson};
@@ -166,6 +169,57 @@ pub async fn get(
         _ => state.store.get_job(&caller.tenant_id, &id).await?,
     };
     Ok((status_of(&job), Json(state.jobs.view(&job).await)))
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    route: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/jobs?status=&route=&limit=&cursor=`: the tenant's jobs, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::from_str(s).map_err(|_| {
+                ApiError::invalid(
+                    "status",
+                    "status must be accepted, running, succeeded, failed or cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    let page = Page {
+        limit: views::limit(q.limit)?,
+        after: q
+            .cursor
+            .as_deref()
+            .map(|c| views::decode_cursor(c, "job"))
+            .transpose()?,
+        offset: 0,
+    };
+    let filter = JobFilter {
+        status,
+        route: q.route,
+    };
+    let listing = state
+        .store
+        .list_jobs(&caller.tenant_id, &filter, &page)
+        .await?;
+    let mut data = Vec::with_capacity(listing.items.len());
+    for job in &listing.items {
+        data.push(state.jobs.view(job).await);
+    }
+    Ok(Json(views::page(data, listing.next_after)))
 }
 
 /// Body of the progress route.

@@ -86,6 +86,7 @@ fn api_routes() -> Router<AppState> {
             post(endpoints::rotate_secret),
         )
         .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
+        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
         .route("/v1/events", post(events::publish))
         .route("/v1/events/{id}", get(events::get))
         .route(
@@ -107,7 +108,7 @@ fn api_routes() -> Router<AppState> {
             get(routes::get).put(routes::put).delete(routes::delete),
         )
         .route("/v1/routes/{name}/secret", get(routes::secret))
-        .route("/v1/jobs", post(jobs::create))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/progress", post(jobs::progress))
         // Results may be larger than other bodies: the handler enforces max_result_bytes itself.

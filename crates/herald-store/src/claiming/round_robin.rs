@@ -375,8 +375,11 @@ mod tests {
         let shares = due_shares(&[open.clone(), key("b")], &HashMap::new(), 50, 16);
         assert_eq!(shares.len(), 1);
         assert_eq!(shares[0].key, "b");
-        assert_eq!(due_keys(&[open.clone()], 50), Vec::<&str>::new());
-        let shares = due_shares(&[open.clone()], &HashMap::new(), 100, 16);
+        assert_eq!(
+            due_keys(std::slice::from_ref(&open), 50),
+            Vec::<&str>::new()
+        );
+        let shares = due_shares(std::slice::from_ref(&open), &HashMap::new(), 100, 16);
         assert_eq!(shares[0].free, 1);
         let probing = HashMap::from([("a".to_string(), 1)]);
         assert!(due_shares(&[open], &probing, 100, 16).is_empty());

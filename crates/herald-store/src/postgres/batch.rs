@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
-use herald_core::event_type::filter_matches;
+use herald_core::event_type::{filter_matches, filter_names};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::endpoints::notify_work;
@@ -177,11 +177,17 @@ pub(super) async fn publish_all(
         ));
     }
 
+    // An operational event goes only where a filter names it.
+    let accepts = if kind == EventKind::Operational {
+        filter_names
+    } else {
+        filter_matches
+    };
     let mut deliveries = Vec::new();
     for (i, event) in fresh {
         let mut refs = Vec::new();
         for (endpoint_id, url, filters) in endpoints.get(&event.tenant_id).into_iter().flatten() {
-            if filter_matches(filters, &event.event_type) {
+            if accepts(filters, &event.event_type) {
                 let id = ids.next("dlv", event.created_ms);
                 deliveries.push(NewDeliveryRow {
                     id: id.clone(),

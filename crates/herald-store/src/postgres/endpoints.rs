@@ -183,6 +183,33 @@ pub async fn set_endpoint_secret(
     get_endpoint(c, tenant_id, id).await
 }
 
+pub async fn recover_endpoint(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    id: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> StoreResult<u64> {
+    get_endpoint(c, tenant_id, id).await?;
+    let recovered = c
+        .execute(
+            crate::sql::RECOVER_ENDPOINT,
+            &[
+                &now_ms,
+                &id,
+                &tenant_id,
+                &since_ms,
+                &crate::sql::RECOVER_LIMIT,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if recovered > 0 {
+        notify_work(c).await?;
+    }
+    Ok(recovered)
+}
+
 pub async fn delete_endpoint(
     c: &impl GenericClient,
     tenant_id: &str,

@@ -13,6 +13,7 @@ use super::{pg_error, PostgresStore};
 use crate::error::{StoreError, StoreResult};
 use crate::jobs_model::*;
 use crate::model::NewDirectDelivery;
+use crate::query::{Listing, Page};
 use crate::sql::{JOB_COLUMNS, ROUTE_COLUMNS};
 
 fn job(row: &Row) -> StoreResult<JobRecord> {
@@ -333,4 +334,33 @@ async fn notify_job(c: &impl GenericClient, id: &str) -> StoreResult<()> {
         .await
         .map_err(pg_error)?;
     Ok(())
+}
+
+pub async fn list_jobs(
+    c: &impl GenericClient,
+    tenant_id: &str,
+    filter: &JobFilter,
+    page: &Page,
+) -> StoreResult<Listing<JobRecord>> {
+    let stmt = c
+        .prepare_cached(&crate::sql::list_jobs())
+        .await
+        .map_err(pg_error)?;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &tenant_id,
+                &filter.status.as_ref().map(|s| s.as_str()),
+                &filter.route,
+                &page.after,
+                &(page.limit as i64 + 1),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut items = rows.iter().map(job).collect::<StoreResult<Vec<_>>>()?;
+    Ok(crate::query::into_listing(&mut items, page.limit, |j| {
+        j.id.clone()
+    }))
 }

@@ -179,6 +179,23 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn recover_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(super::pg_error)?;
+            let n = endpoints::recover_endpoint(&tx, tenant_id, id, since_ms, now_ms).await?;
+            tx.commit().await.map_err(super::pg_error)?;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn replay_endpoint(
         &self,
         tenant_id: &str,
@@ -315,6 +332,16 @@ impl Store for PostgresStore {
         first: Option<NewDirectDelivery>,
     ) -> StoreResult<()> {
         self.timed(jobs::create_job(self, job, first)).await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant_id: &str,
+        filter: &JobFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<JobRecord>> {
+        self.timed(async { jobs::list_jobs(&self.client().await?, tenant_id, filter, page).await })
+            .await
     }
 
     async fn get_job(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord> {

@@ -145,6 +145,26 @@ pub fn set_endpoint_secret(
     get_endpoint(conn, tenant_id, id)
 }
 
+pub fn recover_endpoint(
+    conn: &Connection,
+    tenant_id: &str,
+    id: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> StoreResult<u64> {
+    get_endpoint(conn, tenant_id, id)?;
+    let recovered = conn
+        .prepare_cached(crate::sql::RECOVER_ENDPOINT)?
+        .execute(params![
+            now_ms,
+            id,
+            tenant_id,
+            since_ms,
+            crate::sql::RECOVER_LIMIT
+        ])?;
+    Ok(recovered as u64)
+}
+
 pub fn delete_endpoint(
     conn: &Connection,
     tenant_id: &str,

@@ -11,6 +11,7 @@ use super::writer::WriteCtx;
 use crate::error::{StoreError, StoreResult};
 use crate::jobs_model::*;
 use crate::model::NewDirectDelivery;
+use crate::query::{Listing, Page};
 use crate::sql::{JOB_COLUMNS, ROUTE_COLUMNS};
 
 fn bad(index: usize, what: &str) -> rusqlite::Error {
@@ -269,4 +270,28 @@ pub fn purge_jobs(
         delete.execute([&j.id])?;
     }
     Ok(doomed)
+}
+
+pub fn list_jobs(
+    conn: &Connection,
+    tenant_id: &str,
+    filter: &JobFilter,
+    page: &Page,
+) -> StoreResult<Listing<JobRecord>> {
+    let mut items: Vec<JobRecord> = conn
+        .prepare_cached(&crate::sql::list_jobs())?
+        .query_map(
+            params![
+                tenant_id,
+                filter.status.as_ref().map(|s| s.as_str()),
+                filter.route,
+                page.after,
+                page.limit as i64 + 1
+            ],
+            job,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(crate::query::into_listing(&mut items, page.limit, |j| {
+        j.id.clone()
+    }))
 }

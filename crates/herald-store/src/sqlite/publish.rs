@@ -1,7 +1,7 @@
 //! Accepting work: publishing an event with its fan-out, direct deliveries, and endpoint replays.
 //! Each function runs inside the writer's group commit.
 
-use herald_core::event_type::filter_matches;
+use herald_core::event_type::{filter_matches, filter_names};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS};
@@ -38,7 +38,7 @@ pub fn publish_as(ctx: &mut WriteCtx, new: NewEvent, kind: EventKind) -> StoreRe
         created_ms: new.now_ms,
     };
     // Everything that can fail is read before anything is written (see `writer`).
-    let targets = matching_endpoints(&ctx.conn, &event.tenant_id, &event.event_type)?;
+    let targets = matching_endpoints(&ctx.conn, &event.tenant_id, &event.event_type, kind)?;
     insert_event(&ctx.conn, &event)?;
     if let Some(key) = &event.idempotency_key {
         ctx.conn
@@ -122,12 +122,19 @@ fn insert_event(conn: &Connection, event: &EventRecord) -> StoreResult<()> {
     Ok(())
 }
 
-/// `(endpoint id, url)` of the tenant's enabled endpoints whose filters accept `event_type`.
+/// `(endpoint id, url)` of the tenant's enabled endpoints whose filters accept `event_type` (an
+/// operational event only where a filter names it).
 fn matching_endpoints(
     conn: &Connection,
     tenant_id: &str,
     event_type: &str,
+    kind: EventKind,
 ) -> StoreResult<Vec<(String, String)>> {
+    let accepts = if kind == EventKind::Operational {
+        filter_names
+    } else {
+        filter_matches
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT id, url, event_types FROM endpoints WHERE tenant_id = ?1 AND disabled = 0 ORDER BY id",
     )?;
@@ -135,7 +142,7 @@ fn matching_endpoints(
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let filters: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
-        if filter_matches(&filters, event_type) {
+        if accepts(&filters, event_type) {
             out.push((row.get(0)?, row.get(1)?));
         }
     }

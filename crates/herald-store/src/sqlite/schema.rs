@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::sql::KEY_DUE_MIGRATION),
     (5, crate::sql::DISPATCH_KEYS_MIGRATION),
     (6, crate::sql::TRACE_MIGRATION),
+    (7, crate::sql::JOBS_BY_TENANT_MIGRATION),
 ];
 
 const JOBS: &str = r#"

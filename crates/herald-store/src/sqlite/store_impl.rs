@@ -149,6 +149,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn recover_endpoint(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.writer
+            .write(move |ctx| {
+                endpoints::recover_endpoint(&ctx.conn, &tenant_id, &id, since_ms, now_ms)
+            })
+            .await
+    }
+
     async fn replay_endpoint(
         &self,
         tenant_id: &str,
@@ -294,6 +309,17 @@ impl Store for SqliteStore {
         let job = job.clone();
         self.writer
             .write_atomic(move |ctx| jobs::create_job(ctx, &job, first))
+            .await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant_id: &str,
+        filter: &JobFilter,
+        page: &Page,
+    ) -> StoreResult<Listing<JobRecord>> {
+        let (tenant_id, filter, page) = (tenant_id.to_string(), filter.clone(), page.clone());
+        self.read(move |conn| jobs::list_jobs(conn, &tenant_id, &filter, &page))
             .await
     }
 

@@ -87,9 +87,14 @@ async fn fail_all(
 
 pub async fn a_run_of_failures_opens_the_breaker_and_stops_claims(store: Shared) {
     let (failing, healthy, watcher) = setup(&store, 3).await;
+    let everything = add_endpoint(&store, DEFAULT_TENANT, 4, &["*"]).await;
     let now = BASE + 100;
     let first = claim(&store, "w1", now).await;
     assert_eq!(fail_all(&store, &first, "w1", &failing, now).await, 3);
+    assert!(
+        events_for(&store, &everything.id).await.is_empty(),
+        "`*` means the tenant's own events, not Herald's alerts"
+    );
     let h = circuit(&store, &failing).await.expect("a stored breaker");
     assert_eq!(h.state(now), CircuitState::Open);
     assert_eq!(h.failures, 3);
@@ -109,7 +114,7 @@ pub async fn a_run_of_failures_opens_the_breaker_and_stops_claims(store: Shared)
         .await
         .unwrap();
     assert!(store
-        .endpoint_circuits("other", &[failing.clone()])
+        .endpoint_circuits("other", std::slice::from_ref(&failing))
         .await
         .unwrap()
         .is_empty());

@@ -223,3 +223,56 @@ pub async fn disabled_endpoint_parks_deliveries(store: Shared) {
     let claimed = claim(&store, "w1", BASE + 20).await;
     assert_eq!(claimed_ids(&claimed), [id].into_iter().collect());
 }
+
+/// Recovering an endpoint retries its failed deliveries created since a time, each with a fresh cycle;
+/// others are left alone, and another tenant cannot do it.
+pub async fn recover_endpoint_retries_failed_deliveries(store: Shared) {
+    let ep = add_endpoint(&store, DEFAULT_TENANT, 1, &["*"]).await;
+    for t in [0, 10, 20] {
+        publish(&store, "x", BASE + t).await;
+    }
+    let now = BASE + 100;
+    let claimed = claim(&store, "w1", now).await;
+    assert_eq!(claimed.len(), 3);
+    let results = claimed
+        .iter()
+        .map(|d| attempt_result(&d.id, "w1", 1, Some(410), NextState::Failed, now))
+        .collect();
+    store.record_attempts(results).await.unwrap();
+
+    assert_not_found(store.recover_endpoint("other", &ep.id, BASE, now).await);
+    assert_not_found(
+        store
+            .recover_endpoint(DEFAULT_TENANT, &endpoint_id(9), BASE, now)
+            .await,
+    );
+    let later = now + 1_000;
+    assert_eq!(
+        store
+            .recover_endpoint(DEFAULT_TENANT, &ep.id, BASE + 10, later)
+            .await
+            .unwrap(),
+        2
+    );
+    let again = claim(&store, "w2", later).await;
+    assert_eq!(again.len(), 2);
+    assert!(again
+        .iter()
+        .all(|d| d.cycle_started_ms == later && d.cycle_base == 1));
+    let failed = DeliveryFilter {
+        status: Some(DeliveryStatus::Failed),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(
+        ids_matching(&store, DEFAULT_TENANT, failed).await.len(),
+        1,
+        "the older one stays failed"
+    );
+    assert_eq!(
+        store
+            .recover_endpoint(DEFAULT_TENANT, &ep.id, BASE + 10, later)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -1,7 +1,9 @@
 //! Jobs and routes: the long-poll/webhook rule, progress compare-and-set, and atomic webhook queuing.
 
 use herald_core::status::JobStatus;
-use herald_store::{JobCompletion, JobRecord, RouteKind, RouteRecord, DEFAULT_TENANT};
+use herald_store::{
+    JobCompletion, JobFilter, JobRecord, Page, RouteKind, RouteRecord, DEFAULT_TENANT,
+};
 
 use super::*;
 
@@ -299,4 +301,63 @@ pub async fn purge_finished_jobs(store: Shared) {
         .unwrap()
         .is_empty());
     store.get_job(DEFAULT_TENANT, "job_open").await.unwrap();
+}
+
+/// A tenant's jobs list newest first, filtered by status and route, a page at a time; other tenants' jobs
+/// never show.
+pub async fn list_jobs_filters_and_pages(store: Shared) {
+    for (id, route, status) in [
+        ("job_1", "pay", JobStatus::Succeeded),
+        ("job_2", "ship", JobStatus::Accepted),
+        ("job_3", "pay", JobStatus::Accepted),
+        ("job_4", "pay", JobStatus::Failed),
+    ] {
+        let mut j = job(id);
+        j.route = route.into();
+        j.status = status;
+        store.create_job(&j, None).await.unwrap();
+    }
+    let mut foreign = job("job_5");
+    foreign.tenant_id = "other".into();
+    store.create_job(&foreign, None).await.unwrap();
+    let ids = |listing: &herald_store::Listing<JobRecord>| -> Vec<String> {
+        listing.items.iter().map(|j| j.id.clone()).collect()
+    };
+    let all = store
+        .list_jobs(DEFAULT_TENANT, &JobFilter::default(), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ["job_4", "job_3", "job_2", "job_1"]);
+    assert_eq!(all.next_after, None);
+    let pay = JobFilter {
+        route: Some("pay".into()),
+        ..JobFilter::default()
+    };
+    let first = store
+        .list_jobs(DEFAULT_TENANT, &pay, &Page::first(2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["job_4", "job_3"]);
+    assert_eq!(first.next_after.as_deref(), Some("job_3"));
+    let next = Page {
+        after: first.next_after.clone(),
+        ..Page::first(2)
+    };
+    let second = store.list_jobs(DEFAULT_TENANT, &pay, &next).await.unwrap();
+    assert_eq!(ids(&second), ["job_1"]);
+    assert_eq!(second.next_after, None);
+    let accepted = JobFilter {
+        status: Some(JobStatus::Accepted),
+        ..JobFilter::default()
+    };
+    let listed = store
+        .list_jobs(DEFAULT_TENANT, &accepted, &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed), ["job_3", "job_2"]);
+    let listed = store
+        .list_jobs("other", &JobFilter::default(), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed), ["job_5"]);
 }

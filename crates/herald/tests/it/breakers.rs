@@ -65,6 +65,7 @@ async fn stays(rx: &TestReceiver, expected: usize, window: Duration) {
 on_both_stores!(
     a_dead_endpoint_is_cut_off_probed_and_restored,
     an_endpoint_that_only_fails_is_disabled_and_patching_it_back_starts_afresh,
+    recovering_an_endpoint_sends_its_dead_letters_again,
 );
 
 pub async fn a_dead_endpoint_is_cut_off_probed_and_restored(backend: Backend) {
@@ -261,4 +262,58 @@ pub async fn an_endpoint_that_only_fails_is_disabled_and_patching_it_back_starts
     assert_eq!(shown["consecutive_failures"], 0);
     app.wait_status(&delivery, "delivered", Duration::from_secs(10))
         .await;
+}
+
+pub async fn recovering_an_endpoint_sends_its_dead_letters_again(backend: Backend) {
+    let Some(app) = TestApp::spawn_on(backend, |_| {}).await else {
+        return;
+    };
+    let rx = TestReceiver::start(Reply::status(500)).await;
+    let ep = app
+        .endpoint(json!({"url": rx.url("/r"),
+            "retry_policy": {"kind": "bounded", "max_attempts": 1, "base_ms": 10, "jitter": 0.0}}))
+        .await;
+    let ep_id = ep["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let (_, body) = app
+            .post(
+                "/v1/events",
+                json!({"event_type": "x", "payload": {"n": n}}),
+            )
+            .await;
+        ids.push(body["deliveries"][0]["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        app.wait_status(id, "failed", Duration::from_secs(10)).await;
+    }
+    rx.set_default(Reply::status(204));
+    let (status, body) = app
+        .post(
+            &format!("/v1/endpoints/{ep_id}/recover?since=not-a-time"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    let (status, _) = app
+        .post(
+            "/v1/endpoints/ep_01HF7YAT000000000000000009/recover?since=2020-01-01T00:00:00Z",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 404);
+    let (status, body) = app
+        .post(
+            &format!("/v1/endpoints/{ep_id}/recover?since=2020-01-01T00:00:00Z"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    assert_eq!(body["recovered"], 2);
+    for id in &ids {
+        let d = app
+            .wait_status(id, "delivered", Duration::from_secs(10))
+            .await;
+        assert_eq!(d["attempt_count"], 2, "{d}");
+    }
 }

@@ -9,6 +9,7 @@ mod delivery;
 mod helpers;
 mod hostile_input;
 mod isolation;
+mod job_listing;
 mod jobs;
 mod logs;
 mod metrics;
