@@ -17,6 +17,7 @@
 //! - [`envelope`]: the JSON payload envelope and byte truncation helpers.
 //! - [`event_type`]: event type names and subscription filters.
 //! - [`trace`]: W3C `traceparent` parsing and continuation.
+//! - [`rate`]: a token bucket for rate limits.
 
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod envelope;
 pub mod event_type;
 pub mod failure_rate;
 pub mod ids;
+pub mod rate;
 pub mod retry;
 pub mod signing;
 pub mod status;

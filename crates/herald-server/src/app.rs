@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Spans for publishes (or nothing).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The per-tenant publish rate limit on this node.
+    pub publish_limits: Arc<crate::publish_limits::PublishLimits>,
 }
 
 /// How long a resolved tenant token is trusted without asking the store again.

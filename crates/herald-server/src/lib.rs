@@ -13,6 +13,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod outbound;
+pub mod publish_limits;
 pub mod random;
 pub mod receiver;
 pub mod server;

@@ -230,6 +230,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             },
         )
     });
+    let publish_limits = Arc::new(crate::publish_limits::PublishLimits::new(
+        config.tenant_publish_rate_per_s,
+        config.tenant_publish_burst,
+    ));
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -241,6 +245,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         jobs: jobs.clone(),
         metrics,
         telemetry: telemetry.clone(),
+        publish_limits,
     };
     crate::http::routes::declare(&state, &state.config.routes).await?;
     let metrics_listener = match state.config.metrics_listen {

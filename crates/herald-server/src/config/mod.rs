@@ -120,6 +120,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// This node's name in metrics (seed 003's `worker_id`); the host name when unset.
     pub node_name: Option<String>,
+    /// Most events a tenant may publish a second on each node (`None`: no limit).
+    pub tenant_publish_rate_per_s: Option<u32>,
+    /// Largest burst of publishes over that rate (default: one second's worth).
+    pub tenant_publish_burst: Option<u32>,
     /// Export spans over OTLP/HTTP to this collector (base URL; `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub otlp_endpoint: Option<String>,
     /// Job routes declared in `herald.toml` (`[[routes]]` tables), applied at start.
@@ -149,6 +153,8 @@ impl Config {
             routes: Vec::new(),
             metrics_listen: None,
             otlp_endpoint: None,
+            tenant_publish_rate_per_s: None,
+            tenant_publish_burst: None,
             node_name: None,
         }
     }
@@ -357,6 +363,9 @@ impl Layers<'_> {
         c.public_url = self.get("public_url", "a URL")?;
         c.metrics_listen = self.get("metrics_listen", "an address like 127.0.0.1:8001")?;
         c.otlp_endpoint = self.get("otlp_endpoint", "a URL like http://127.0.0.1:4318")?;
+        c.tenant_publish_rate_per_s =
+            self.get("tenant_publish_rate_per_s", "a number of events a second")?;
+        c.tenant_publish_burst = self.get("tenant_publish_burst", "a number of events")?;
         c.node_name = self.get("node_name", "a name")?;
         if let Some(declared) = self.file.and_then(|f| f.get("routes")) {
             let fail = |message: &str| ConfigError {
@@ -440,6 +449,15 @@ impl Layers<'_> {
                 "max_result_bytes",
                 "must be at least max_payload_bytes (a result is reported in one request)",
             );
+        }
+        if c.tenant_publish_rate_per_s == Some(0) {
+            return fail(
+                "tenant_publish_rate_per_s",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
+        if c.tenant_publish_burst == Some(0) {
+            return fail("tenant_publish_burst", "must be at least 1");
         }
         if let Some(endpoint) = &c.otlp_endpoint {
             let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");

@@ -78,6 +78,12 @@ fn breaker_alert_and_trace_settings_are_read_and_checked() {
         ),
         ("HERALD_ALERT_FAILURE_RATE", "-1", "alert_failure_rate"),
         ("HERALD_OTLP_ENDPOINT", "collector:4318", "otlp_endpoint"),
+        (
+            "HERALD_TENANT_PUBLISH_RATE_PER_S",
+            "0",
+            "tenant_publish_rate_per_s",
+        ),
+        ("HERALD_TENANT_PUBLISH_BURST", "0", "tenant_publish_burst"),
     ] {
         let env = HashMap::from([(key.to_string(), value.to_string())]);
         let err = layers(&flags, &env, None).resolve().unwrap_err();

@@ -44,6 +44,14 @@ pub enum ApiError {
         /// What is wrong with it.
         message: String,
     },
+    /// 429: the tenant publishes faster than its limit; retry after this many milliseconds.
+    #[error("this tenant may publish {rate_per_s} events a second; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// Publishes a second allowed.
+        rate_per_s: u32,
+        /// When a publish will be admitted again.
+        retry_after_ms: u64,
+    },
     /// 503: the store cannot be reached right now.
     #[error("the store is unavailable; retry shortly")]
     Unavailable(String),
@@ -79,6 +87,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -113,12 +122,25 @@ impl IntoResponse for ApiError {
         let mut error = json!({"code": code, "message": self.to_string()});
         let details: Option<Value> = match &self {
             ApiError::Validation { field, .. } => Some(json!({"field": field})),
+            ApiError::RateLimited { retry_after_ms, .. } => {
+                Some(json!({"retry_after_ms": retry_after_ms}))
+            }
             _ => None,
         };
         if let Some(details) = details {
             error["details"] = details;
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let ApiError::RateLimited { retry_after_ms, .. } = &self {
+            // Whole seconds, rounded up: a client that waits this long is admitted.
+            let secs = retry_after_ms.div_ceil(1000).max(1);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }
 

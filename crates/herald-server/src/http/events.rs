@@ -98,6 +98,12 @@ pub async fn publish_event(
 ) -> ApiResult<Published> {
     let event_type =
         EventType::parse(event_type).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
+    if let Err(retry_after_ms) = state.publish_limits.admit(tenant_id, now_ms()) {
+        return Err(ApiError::RateLimited {
+            rate_per_s: state.publish_limits.rate_per_s().unwrap_or(0),
+            retry_after_ms,
+        });
+    }
     let published = state
         .store
         .publish(NewEvent {

@@ -16,6 +16,7 @@ mod metrics;
 mod offload;
 mod pgproxy;
 mod process;
+mod rate_limits;
 mod service_auth;
 mod ssrf;
 mod supervision;
