@@ -9,7 +9,7 @@ use axum::Json;
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_core::status::DeliveryStatus;
-use herald_store::{DeliveryFilter, DeliveryRecord, NewDirectDelivery, Page};
+use herald_store::{DeliveryFilter, DeliveryRecord, NewDirectDelivery};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -187,15 +187,7 @@ pub async fn list(
     caller: Caller,
     QueryParams(q): QueryParams<FilterQuery>,
 ) -> ApiResult<Json<Value>> {
-    let page = Page {
-        limit: views::limit(q.limit)?,
-        after: q
-            .cursor
-            .as_deref()
-            .map(|c| views::decode_cursor(c, "dlv"))
-            .transpose()?,
-        offset: 0,
-    };
+    let page = views::page_of(q.limit, q.cursor.as_deref(), "dlv")?;
     let listing = state
         .store
         .list_deliveries(&caller.tenant_id, &q.filter()?, &page)

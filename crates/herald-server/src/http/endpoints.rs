@@ -10,7 +10,7 @@ use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_core::time::parse_rfc3339;
 use herald_core::url_policy::TargetUrl;
-use herald_store::{EndpointFilter, EndpointRecord, Page};
+use herald_store::{EndpointFilter, EndpointRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -256,15 +256,7 @@ pub async fn list(
     caller: Caller,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let page = Page {
-        limit: views::limit(q.limit)?,
-        after: q
-            .cursor
-            .as_deref()
-            .map(|c| views::decode_cursor(c, "ep"))
-            .transpose()?,
-        offset: 0,
-    };
+    let page = views::page_of(q.limit, q.cursor.as_deref(), "ep")?;
     let filter = EndpointFilter {
         event_type: q.event_type,
     };
@@ -379,6 +371,14 @@ pub struct ReplayQuery {
     since: String,
 }
 
+impl ReplayQuery {
+    /// `since` as unix milliseconds; 400 unless it is an RFC 3339 time.
+    fn since_ms(&self) -> ApiResult<i64> {
+        parse_rfc3339(&self.since)
+            .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))
+    }
+}
+
 /// `POST /v1/endpoints/{id}/replay?since=<RFC 3339>`: new deliveries of the endpoint's events since then.
 pub async fn replay(
     State(state): State<AppState>,
@@ -386,8 +386,7 @@ pub async fn replay(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ReplayQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let since = parse_rfc3339(&q.since)
-        .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))?;
+    let since = q.since_ms()?;
     let count = state
         .store
         .replay_endpoint(&caller.tenant_id, &id, since, now_ms())
@@ -404,8 +403,7 @@ pub async fn recover(
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<ReplayQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let since = parse_rfc3339(&q.since)
-        .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))?;
+    let since = q.since_ms()?;
     let count = state
         .store
         .recover_endpoint(&caller.tenant_id, &id, since, now_ms())

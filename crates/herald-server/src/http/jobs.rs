@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
 use bytes::BytesMut;
 use herald_core::status::JobStatus;
-use herald_store::{JobFilter, JobRecord, Page, RouteKind};
+use herald_store::{JobFilter, JobRecord, RouteKind};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -198,15 +198,7 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let page = Page {
-        limit: views::limit(q.limit)?,
-        after: q
-            .cursor
-            .as_deref()
-            .map(|c| views::decode_cursor(c, "job"))
-            .transpose()?,
-        offset: 0,
-    };
+    let page = views::page_of(q.limit, q.cursor.as_deref(), "job")?;
     let filter = JobFilter {
         status,
         route: q.route,

@@ -126,6 +126,19 @@ pub fn decode_cursor(cursor: &str, prefix: &str) -> Result<String, ApiError> {
     }
 }
 
+/// The page a listing query asks for: its `limit` (see [`limit`]) and its `cursor` (an id with `prefix`).
+pub fn page_of(
+    limit_param: Option<usize>,
+    cursor: Option<&str>,
+    prefix: &str,
+) -> Result<herald_store::Page, ApiError> {
+    Ok(herald_store::Page {
+        limit: limit(limit_param)?,
+        after: cursor.map(|c| decode_cursor(c, prefix)).transpose()?,
+        offset: 0,
+    })
+}
+
 /// Page size from `limit`: default 50, 1..=250.
 pub fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
     match requested {
