@@ -6,6 +6,8 @@
 //! `herald_`. Labels stay low-cardinality: outcome classes, job kinds and the node name, never an endpoint,
 //! event or job id.
 
+mod text;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -392,67 +394,9 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
-        prometheus_text(&out)
+        text::prometheus_text(&out)
     }
-}
-
-/// The Prometheus text format (0.0.4) of an OpenMetrics exposition: a counter family is named after its
-/// `_total` samples, and the OpenMetrics-only `# EOF` and `# UNIT` lines go. Every Prometheus version and
-/// `promtool` read this format.
-fn prometheus_text(openmetrics: &str) -> String {
-    let mut counters: Vec<&str> = Vec::new();
-    for line in openmetrics.lines() {
-        if let Some(name) = line
-            .strip_prefix("# TYPE ")
-            .and_then(|rest| rest.strip_suffix(" counter"))
-        {
-            counters.push(name);
-        }
-    }
-    let mut out = String::with_capacity(openmetrics.len() + counters.len() * 12);
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(&name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seed_003_names_and_counts_appear() {
-        let m = Metrics::new("node-a");
-        m.attempt(AttemptEnd::Delivered, 0.01);
-        m.attempt(AttemptEnd::Delivered, 0.02);
-        m.attempt(AttemptEnd::Failed, 0.5);
-        m.job_ended("proxy", "succeeded", 1.5);
-        m.published(3);
-        let text = m.encode(&Snapshot::default());
-        assert!(
-            text.contains(r#"webhook_delivery_total{status="success",worker_id="node-a"} 2"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"webhook_delivery_total{status="failure",worker_id="node-a"} 1"#));
-        assert!(text.contains(r#"webhook_delivery_seconds_count{worker_id="node-a"} 3"#));
-        assert!(text.contains(
-            r#"task_processing_total{status="succeeded",mode="proxy",worker_id="node-a"} 1"#
-        ));
-        assert!(text.contains("herald_events_published_total 3"));
-        assert!(text.contains(r#"herald_deliveries_total{outcome="delivered"} 2"#));
-        assert!(text.contains("# TYPE webhook_delivery_total counter"));
-        assert!(text.contains("# HELP herald_events_published_total Events published"));
-        assert!(!text.contains("# EOF"));
-    }
-}
+mod tests;
