@@ -365,13 +365,13 @@ pub async fn rotate_secret(
     Ok(Json(views::endpoint(&ep, true)))
 }
 
-/// Query of the replay route.
+/// Query of the replay and recover routes.
 #[derive(Debug, Deserialize)]
-pub struct ReplayQuery {
+pub struct SinceQuery {
     since: String,
 }
 
-impl ReplayQuery {
+impl SinceQuery {
     /// `since` as unix milliseconds; 400 unless it is an RFC 3339 time.
     fn since_ms(&self) -> ApiResult<i64> {
         parse_rfc3339(&self.since)
@@ -384,7 +384,7 @@ pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-    QueryParams(q): QueryParams<ReplayQuery>,
+    QueryParams(q): QueryParams<SinceQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let since = q.since_ms()?;
     let count = state
@@ -401,7 +401,7 @@ pub async fn recover(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-    QueryParams(q): QueryParams<ReplayQuery>,
+    QueryParams(q): QueryParams<SinceQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let since = q.since_ms()?;
     let count = state
