@@ -20,6 +20,7 @@ pub struct UnknownStatus {
 
 /// The lifecycle state of one delivery (one message to one endpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its first (or operator-requested) attempt.
@@ -119,6 +120,7 @@ impl FromStr for DeliveryStatus {
 
 /// The lifecycle state of a background job (e.g. a bulk replay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Accepted, not started yet.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The per-tenant publish rate limit on this node.
     pub publish_limits: Arc<crate::publish_limits::PublishLimits>,
+    /// The OpenAPI document, encoded once (`GET /openapi.json`).
+    pub openapi: bytes::Bytes,
 }
 
 /// How long a resolved tenant token is trusted without asking the store again.

@@ -246,6 +246,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         metrics,
         telemetry: telemetry.clone(),
         publish_limits,
+        openapi: crate::http::document()
+            .to_json()
+            .context("cannot encode the OpenAPI document")?
+            .into(),
     };
     crate::http::routes::declare(&state, &state.config.routes).await?;
     let metrics_listener = match state.config.metrics_listen {

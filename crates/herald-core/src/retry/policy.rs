@@ -50,6 +50,7 @@ pub fn default_retry_on() -> Vec<RetryClass> {
 /// How failed deliveries are retried. Serialized with a `kind` tag; every
 /// field except `kind` (and `delays_ms` for `schedule`) has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RetryPolicy {
     /// Exponential backoff bounded by the age of the delivery.
@@ -75,6 +76,7 @@ pub enum RetryPolicy {
         jitter: f64,
         /// Retried outcome classes (default [`default_retry_on`]).
         #[serde(default = "default_retry_on")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         retry_on: Vec<RetryClass>,
         /// Unlisted 4xx responses retried this many times (default 1).
         #[serde(default = "d_one")]
@@ -89,6 +91,7 @@ pub enum RetryPolicy {
         jitter: f64,
         /// Retried outcome classes (default: network, timeout, 3xx, 4xx, 5xx).
         #[serde(default = "d_all_classes")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         retry_on: Vec<RetryClass>,
         /// Unlisted 4xx responses retried this many times (default 0).
         #[serde(default)]
@@ -113,6 +116,7 @@ pub enum RetryPolicy {
         jitter: f64,
         /// Retried outcome classes (default [`default_retry_on`]).
         #[serde(default = "default_retry_on")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         retry_on: Vec<RetryClass>,
         /// Unlisted 4xx responses retried this many times (default 1).
         #[serde(default = "d_one")]

@@ -21,7 +21,7 @@ pub use authenticator::ServiceAuthenticator;
 /// `{"kind":"bearer","token":"t"}` or
 /// `{"kind":"oauth2_client_credentials","token_url":"https://…","client_id":"id","client_secret":"s","scope":"a b"}`
 /// (`scope` is optional).
-#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServiceAuth {
     /// HTTP basic authentication (RFC 7617).

@@ -20,20 +20,8 @@ use sha2::Digest as _;
 pub use local::{LocalBlobs, SignatureError};
 pub use s3::S3Blobs;
 
-/// Where an offloaded blob can be downloaded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ResultIndirect {
-    /// Pre-signed, expiring download URL; it serves the gzip bytes.
-    pub url: String,
-    /// When `url` stops working (RFC 3339, whole seconds).
-    pub expires_at: String,
-    /// Size of the uncompressed data in bytes.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of the uncompressed data.
-    pub sha256: String,
-    /// Encoding of the bytes `url` serves: always `"gzip"`.
-    pub content_encoding: String,
-}
+/// Where an offloaded blob can be downloaded (the API type: it is part of the job as clients see it).
+pub use herald_api::jobs::ResultIndirect;
 
 /// Data compressed for a blob: the gzip bytes, with the size and SHA-256 of what went in.
 #[derive(Debug, Clone)]

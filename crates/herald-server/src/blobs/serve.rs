@@ -24,7 +24,8 @@ pub fn router(local: Arc<LocalBlobs>) -> Router {
 }
 
 /// The signature parameters of a download URL.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignedQuery {
     /// Unix seconds after which the URL is refused.
     pub expires: Option<String>,
@@ -34,6 +35,11 @@ pub struct SignedQuery {
 
 /// `GET /v1/blobs/{*key}`: 200 with the gzip bytes (`application/gzip`), 403 (`forbidden`) for a wrong or
 /// expired signature, 404 when the blob is missing.
+#[utoipa::path(get, path = "/v1/blobs/{key}", tag = "jobs", security(()),
+    params(("key" = String, Path, description = "The blob's key (may hold slashes)"), SignedQuery),
+    responses((status = 200, description = "The gzip bytes", content_type = "application/gzip", body = Vec<u8>),
+        (status = 403, description = "A wrong or expired signature", body = herald_api::common::ErrorBody),
+        (status = 404, description = "No such blob", body = herald_api::common::ErrorBody)))]
 pub async fn download(
     State(local): State<Arc<LocalBlobs>>,
     key: Result<Path<String>, PathRejection>,

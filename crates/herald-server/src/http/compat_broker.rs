@@ -4,31 +4,30 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_api::compat::{
+    Registered, Registration, RegistrationPage, RegistrationPageQuery, Subscriber, Subscribers,
+    Triggered,
+};
 use herald_store::{EndpointFilter, EndpointRecord, Page};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::endpoints::{check_url, new_endpoint};
 use super::error::{ApiError, ApiResult};
-use super::events::{accept_trace, correlation_id, publish_event};
+use super::events::{accept_trace, correlation_id, delivery_refs, publish_event};
 use super::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::app::{now_ms, AppState};
 
-/// Body of `POST /api/v0/webhooks`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Registration {
-    event_name: String,
-    webhook_url: String,
-}
-
-fn view(ep: &EndpointRecord) -> Value {
-    json!({
-        "id": ep.id,
-        "eventName": ep.event_types.first().cloned().unwrap_or_else(|| "*".into()),
-        "webhookUrl": ep.url,
-    })
+fn view(ep: &EndpointRecord) -> Registered {
+    Registered {
+        id: ep.id.clone(),
+        event_name: ep
+            .event_types
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "*".into()),
+        webhook_url: ep.url.clone(),
+    }
 }
 
 /// The tenant's endpoints subscribed to exactly `event_name` (a registration), first match.
@@ -59,11 +58,13 @@ async fn registration(
 }
 
 /// `POST /api/v0/webhooks`: register (event name, URL); registering the same pair again is a no-op (200).
+#[utoipa::path(post, path = "/api/v0/webhooks", tag = "seed 002: broker", request_body = Registration,
+    responses((status = 201, description = "Registered", body = Registered), (status = 200, description = "Already registered", body = Registered)))]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(input): JsonBody<Registration>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Registered>)> {
     herald_core::event_type::EventType::parse(&input.event_name)
         .map_err(|e| ApiError::invalid("eventName", e.to_string()))?;
     let url = check_url(&state, "webhookUrl", &input.webhook_url)?.into_string();
@@ -78,19 +79,14 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(view(&ep))))
 }
 
-/// Query of the list route.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    page_size: Option<usize>,
-    offset: Option<u64>,
-}
-
 /// `GET /api/v0/webhooks?page_size=&offset=`
+#[utoipa::path(get, path = "/api/v0/webhooks", tag = "seed 002: broker", params(RegistrationPageQuery),
+    responses((status = 200, description = "A page of registrations", body = RegistrationPage)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<RegistrationPageQuery>,
+) -> ApiResult<Json<RegistrationPage>> {
     let page_size = q.page_size.unwrap_or(20);
     if !(1..=250).contains(&page_size) {
         return Err(ApiError::bad_request(
@@ -112,18 +108,22 @@ pub async fn list(
         .next_after
         .as_ref()
         .map(|_| offset + page_size as u64);
-    let data: Vec<Value> = listing.items.iter().map(view).collect();
-    Ok(Json(
-        json!({ "data": data, "page_size": page_size, "offset": offset, "next_offset": next_offset }),
-    ))
+    Ok(Json(RegistrationPage {
+        data: listing.items.iter().map(view).collect(),
+        page_size,
+        offset,
+        next_offset,
+    }))
 }
 
 /// `GET /api/v0/webhooks/{eventName}`: every URL an event name fans out to.
+#[utoipa::path(get, path = "/api/v0/webhooks/{eventName}", tag = "seed 002: broker", params(("eventName" = String, Path, description = "The event name")),
+    responses((status = 200, description = "Every URL the event fans out to", body = Subscribers)))]
 pub async fn by_event(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(event_name): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Subscribers>> {
     let filter = EndpointFilter {
         event_type: Some(event_name.clone()),
     };
@@ -139,24 +139,34 @@ pub async fn by_event(
                 .items
                 .iter()
                 .filter(|ep| !ep.disabled)
-                .map(|ep| json!({"id": ep.id, "webhookUrl": ep.url})),
+                .map(|ep| Subscriber {
+                    id: ep.id.clone(),
+                    webhook_url: ep.url.clone(),
+                }),
         );
         match listing.next_after {
             Some(after) => page.after = Some(after),
             None => break,
         }
     }
-    Ok(Json(json!({ "eventName": event_name, "webhooks": urls })))
+    Ok(Json(Subscribers {
+        event_name,
+        webhooks: urls,
+    }))
 }
 
 /// `POST /api/v0/trigger-event/{eventName}` (body = payload): publish and fan out, durably.
+#[utoipa::path(post, path = "/api/v0/trigger-event/{eventName}", tag = "seed 002: broker", params(("eventName" = String, Path, description = "The event name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Triggering again with this key within 24 h answers the first event")),
+    request_body(content = Option<serde_json::Value>, description = "The payload (empty: `{}`)"),
+    responses((status = 202, description = "Stored and fanned out", body = Triggered)))]
 pub async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(event_name): PathParams<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Triggered>)> {
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -180,12 +190,12 @@ pub async fn trigger(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "eventName": event_name,
-            "eventId": published.event.id,
-            "correlationId": published.event.correlation_id,
-            "queued": published.deliveries.len(),
-            "deliveries": published.deliveries,
-        })),
+        Json(Triggered {
+            event_name,
+            queued: published.deliveries.len(),
+            deliveries: delivery_refs(&published),
+            event_id: published.event.id,
+            correlation_id: published.event.correlation_id,
+        }),
     ))
 }

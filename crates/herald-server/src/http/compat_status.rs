@@ -4,9 +4,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_api::common::Deleted;
+use herald_api::compat::{
+    TestWebhookQuery, TestWebhookQueued, WebhookDeleted, WebhookStatus, WebhookStatusPage,
+    WebhookStatusQuery,
+};
 use herald_core::retry::RetryPolicy;
 use herald_store::{DeliveryFilter, DeliveryRecord, Page};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
@@ -17,12 +21,6 @@ use super::extract::{parse_json, PathParams, QueryParams, RawBody};
 use super::views::time;
 use crate::app::{now_ms, AppState};
 use crate::random;
-
-/// Query of `POST /test-webhook`.
-#[derive(Debug, Deserialize)]
-pub struct TestQuery {
-    webhook_url: Option<String>,
-}
 
 fn webhook_id(d: &DeliveryRecord) -> String {
     match &d.reference_id {
@@ -39,31 +37,34 @@ fn delivery_id(webhook_id: &str) -> &str {
     }
 }
 
-fn view(d: &DeliveryRecord) -> Value {
-    json!({
-        "webhook_id": webhook_id(d),
-        "reference_id": d.reference_id,
-        "task_id": d.id,
-        "url": d.url,
-        "status": d.status.as_str(),
-        "attempts": d.attempt_count,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "next_retry_at": d.next_attempt_ms.map(time),
-        "correlation_id": d.correlation_id,
-        "created_at": time(d.created_ms),
-        "updated_at": time(d.updated_ms),
-    })
+fn view(d: &DeliveryRecord) -> WebhookStatus {
+    WebhookStatus {
+        webhook_id: webhook_id(d),
+        reference_id: d.reference_id.clone(),
+        task_id: d.id.clone(),
+        url: d.url.clone(),
+        status: d.status,
+        attempts: d.attempt_count,
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        next_retry_at: d.next_attempt_ms.map(time),
+        correlation_id: d.correlation_id.clone(),
+        created_at: time(d.created_ms),
+        updated_at: time(d.updated_ms),
+    }
 }
 
 /// `POST /test-webhook?webhook_url=` (body = payload).
+#[utoipa::path(post, path = "/test-webhook", tag = "seed 003: webhook status", params(TestWebhookQuery),
+    request_body(content = Option<serde_json::Value>, description = "The payload (empty: `{}`)"),
+    responses((status = 200, description = "Queued with seed 003's bounded retries", body = TestWebhookQueued)))]
 pub async fn test_webhook(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    QueryParams(q): QueryParams<TestQuery>,
+    QueryParams(q): QueryParams<TestWebhookQuery>,
     RawBody(body): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TestWebhookQueued>> {
     let url = q
         .webhook_url
         .ok_or_else(|| ApiError::invalid("webhook_url", "webhook_url is required"))?;
@@ -94,21 +95,23 @@ pub async fn test_webhook(
             },
             other => other,
         })?;
-    Ok(Json(json!({
-        "status": "webhook_queued",
-        "reference_id": reference_id,
-        "task_id": delivery.id,
-        "webhook_id": webhook_id(&delivery),
-        "message": "Test webhook queued for delivery",
-    })))
+    Ok(Json(TestWebhookQueued {
+        status: "webhook_queued".into(),
+        webhook_id: webhook_id(&delivery),
+        reference_id,
+        task_id: delivery.id,
+        message: "Test webhook queued for delivery".into(),
+    }))
 }
 
 /// `GET /webhook-status/{webhook_id}`
+#[utoipa::path(get, path = "/webhook-status/{webhook_id}", tag = "seed 003: webhook status", params(("webhook_id" = String, Path, description = "`{reference_id}_{task_id}`, or the task id")),
+    responses((status = 200, description = "The webhook's status", body = WebhookStatus)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookStatus>> {
     let d = state
         .store
         .get_delivery(&caller.tenant_id, delivery_id(&id))
@@ -120,11 +123,13 @@ pub async fn get(
 }
 
 /// `DELETE /webhook-status/{webhook_id}`
+#[utoipa::path(delete, path = "/webhook-status/{webhook_id}", tag = "seed 003: webhook status", params(("webhook_id" = String, Path, description = "`{reference_id}_{task_id}`, or the task id")),
+    responses((status = 200, description = "Deleted", body = WebhookDeleted)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookDeleted>> {
     let d = state
         .store
         .get_delivery(&caller.tenant_id, delivery_id(&id))
@@ -136,38 +141,32 @@ pub async fn delete(
         .store
         .delete_delivery(&caller.tenant_id, &d.id)
         .await?;
-    Ok(Json(json!({ "deleted": true, "webhook_id": id })))
+    Ok(Json(WebhookDeleted {
+        deleted: true,
+        webhook_id: id,
+    }))
 }
 
-/// Filters of the list, bulk delete and cleanup routes.
-#[derive(Debug, Deserialize)]
-pub struct StatusQuery {
-    reference_id: Option<String>,
-    status: Option<String>,
-    page: Option<u64>,
-    page_size: Option<usize>,
-    older_than_days: Option<u32>,
-}
-
-impl StatusQuery {
-    fn filter(&self) -> ApiResult<DeliveryFilter> {
-        Ok(DeliveryFilter {
-            status: parse_status(self.status.as_deref())?,
-            reference_id: self.reference_id.clone().filter(|r| !r.is_empty()),
-            ..DeliveryFilter::default()
-        })
-    }
+/// The store filter of a status query (400 on an unknown status).
+fn filter_of(q: &WebhookStatusQuery) -> ApiResult<DeliveryFilter> {
+    Ok(DeliveryFilter {
+        status: parse_status(q.status.as_deref())?,
+        reference_id: q.reference_id.clone().filter(|r| !r.is_empty()),
+        ..DeliveryFilter::default()
+    })
 }
 
 /// Highest page number of the offset listing: an offset scan past that is the cursor API's job.
 const MAX_PAGE: u64 = 10_000;
 
 /// `GET /webhook-statuses?reference_id=&status=&page=&page_size=` (pages count from 1).
+#[utoipa::path(get, path = "/webhook-statuses", tag = "seed 003: webhook status", params(WebhookStatusQuery),
+    responses((status = 200, description = "A page of statuses", body = WebhookStatusPage)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<StatusQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<WebhookStatusQuery>,
+) -> ApiResult<Json<WebhookStatusPage>> {
     let page_no = q.page.unwrap_or(1).max(1);
     if page_no > MAX_PAGE {
         return Err(ApiError::bad_request(
@@ -182,7 +181,7 @@ pub async fn list(
             "page_size must be between 1 and 250",
         ));
     }
-    let filter = q.filter()?;
+    let filter = filter_of(&q)?;
     let page = Page {
         limit: page_size,
         after: None,
@@ -196,19 +195,23 @@ pub async fn list(
         .store
         .count_deliveries(&caller.tenant_id, &filter)
         .await?;
-    let items: Vec<Value> = listing.items.iter().map(view).collect();
-    Ok(Json(
-        json!({ "items": items, "page": page_no, "page_size": page_size, "total": total }),
-    ))
+    Ok(Json(WebhookStatusPage {
+        items: listing.items.iter().map(view).collect(),
+        page: page_no,
+        page_size,
+        total,
+    }))
 }
 
 /// `DELETE /webhook-statuses?reference_id=&status=`
+#[utoipa::path(delete, path = "/webhook-statuses", tag = "seed 003: webhook status", params(WebhookStatusQuery),
+    responses((status = 200, description = "How many were deleted", body = Deleted)))]
 pub async fn delete_many(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<StatusQuery>,
-) -> ApiResult<Json<Value>> {
-    let filter = q.filter()?;
+    QueryParams(q): QueryParams<WebhookStatusQuery>,
+) -> ApiResult<Json<Deleted>> {
+    let filter = filter_of(&q)?;
     if filter.is_empty() {
         return Err(ApiError::invalid(
             "reference_id",
@@ -219,16 +222,18 @@ pub async fn delete_many(
         .store
         .delete_deliveries(&caller.tenant_id, &filter)
         .await?;
-    Ok(Json(json!({ "deleted": deleted })))
+    Ok(Json(Deleted { deleted }))
 }
 
 /// `POST /webhook-cleanup?status=&older_than_days=&reference_id=`
+#[utoipa::path(post, path = "/webhook-cleanup", tag = "seed 003: webhook status", params(WebhookStatusQuery),
+    responses((status = 200, description = "How many finished webhooks were deleted", body = Deleted)))]
 pub async fn cleanup(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<StatusQuery>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let filter = q.filter()?;
+    QueryParams(q): QueryParams<WebhookStatusQuery>,
+) -> ApiResult<(StatusCode, Json<Deleted>)> {
+    let filter = filter_of(&q)?;
     let deleted = cleanup_finished(
         &state,
         &caller.tenant_id,
@@ -237,5 +242,5 @@ pub async fn cleanup(
         q.older_than_days.unwrap_or(30),
     )
     .await?;
-    Ok((StatusCode::OK, Json(json!({ "deleted": deleted }))))
+    Ok((StatusCode::OK, Json(Deleted { deleted })))
 }

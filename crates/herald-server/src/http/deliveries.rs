@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_api::common::{Deleted, Page};
+use herald_api::deliveries::{Delivery, DeliveryDetail, DeliveryQuery, DirectInput};
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_core::status::DeliveryStatus;
 use herald_store::{DeliveryFilter, DeliveryRecord, NewDirectDelivery};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::endpoints::{check_headers, check_policy, check_url};
@@ -21,19 +20,6 @@ use super::events::{accept_trace, correlation_id};
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::views;
 use crate::app::{now_ms, AppState};
-
-/// Body of `POST /v1/deliveries`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectInput {
-    url: String,
-    payload: Box<RawValue>,
-    headers: Option<BTreeMap<String, String>>,
-    secret: Option<String>,
-    retry_policy: Option<RetryPolicy>,
-    reference_id: Option<String>,
-    timeout_ms: Option<u32>,
-}
 
 /// What a direct delivery needs once its input is checked; shared with the compatibility routes.
 pub struct DirectRequest {
@@ -107,12 +93,15 @@ pub async fn create_direct(
 }
 
 /// `POST /v1/deliveries`
+#[utoipa::path(post, path = "/v1/deliveries", tag = "deliveries", request_body = DirectInput,
+    params(("x-correlation-id" = Option<String>, Header, description = "Carried to the receiver; made when absent")),
+    responses((status = 202, description = "Stored and queued", body = Delivery)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     JsonBody(input): JsonBody<DirectInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Delivery>)> {
     let (_span, trace) = accept_trace(&state, "direct_delivery", &headers);
     let request = DirectRequest {
         url: input.url,
@@ -130,27 +119,16 @@ pub async fn create(
 }
 
 /// `GET /v1/deliveries/{id}`: the delivery and every attempt.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 200, description = "The delivery and every attempt (its delivery log)", body = DeliveryDetail)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryDetail>> {
     let delivery = state.store.get_delivery(&caller.tenant_id, &id).await?;
     let attempts = state.store.list_attempts(&caller.tenant_id, &id).await?;
     Ok(Json(views::delivery_with_attempts(&delivery, &attempts)))
-}
-
-/// Filters accepted by list, bulk delete and cleanup.
-#[derive(Debug, Deserialize, Default)]
-pub struct FilterQuery {
-    status: Option<String>,
-    endpoint_id: Option<String>,
-    event_id: Option<String>,
-    correlation_id: Option<String>,
-    reference_id: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-    older_than_days: Option<u32>,
 }
 
 /// Parse a `status` query value (400 on an unknown one).
@@ -168,40 +146,43 @@ pub fn parse_status(status: Option<&str>) -> ApiResult<Option<DeliveryStatus>> {
         .transpose()
 }
 
-impl FilterQuery {
-    fn filter(&self) -> ApiResult<DeliveryFilter> {
-        Ok(DeliveryFilter {
-            status: parse_status(self.status.as_deref())?,
-            endpoint_id: self.endpoint_id.clone(),
-            event_id: self.event_id.clone(),
-            correlation_id: self.correlation_id.clone(),
-            reference_id: self.reference_id.clone(),
-            ..DeliveryFilter::default()
-        })
-    }
+/// The store filter of a delivery query (400 on an unknown status).
+fn filter_of(q: &DeliveryQuery) -> ApiResult<DeliveryFilter> {
+    Ok(DeliveryFilter {
+        status: parse_status(q.status.as_deref())?,
+        endpoint_id: q.endpoint_id.clone(),
+        event_id: q.event_id.clone(),
+        correlation_id: q.correlation_id.clone(),
+        reference_id: q.reference_id.clone(),
+        ..DeliveryFilter::default()
+    })
 }
 
 /// `GET /v1/deliveries`
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries, newest first", body = Page<Delivery>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<FilterQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<Page<Delivery>>> {
     let page = views::page_of(q.limit, q.cursor.as_deref(), "dlv")?;
     let listing = state
         .store
-        .list_deliveries(&caller.tenant_id, &q.filter()?, &page)
+        .list_deliveries(&caller.tenant_id, &filter_of(&q)?, &page)
         .await?;
     let data = listing.items.iter().map(views::delivery).collect();
     Ok(Json(views::page(data, listing.next_after)))
 }
 
 /// `POST /v1/deliveries/{id}/retry`
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 200, description = "Queued again with a fresh retry cycle", body = Delivery)))]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Delivery>> {
     let delivery = state
         .store
         .retry_delivery(&caller.tenant_id, &id, now_ms())
@@ -211,11 +192,13 @@ pub async fn retry(
 }
 
 /// `POST /v1/deliveries/{id}/cancel`
+#[utoipa::path(post, path = "/v1/deliveries/{id}/cancel", tag = "deliveries", params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 200, description = "Cancelled", body = Delivery)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Delivery>> {
     let delivery = state
         .store
         .cancel_delivery(&caller.tenant_id, &id, now_ms())
@@ -224,6 +207,8 @@ pub async fn cancel(
 }
 
 /// `DELETE /v1/deliveries/{id}`
+#[utoipa::path(delete, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 204, description = "Deleted with its attempts")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,12 +219,14 @@ pub async fn delete(
 }
 
 /// `DELETE /v1/deliveries?status=&reference_id=`: refuses an empty filter rather than deleting everything.
+#[utoipa::path(delete, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery),
+    responses((status = 200, description = "How many were deleted", body = Deleted)))]
 pub async fn delete_many(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<FilterQuery>,
-) -> ApiResult<Json<Value>> {
-    let filter = q.filter()?;
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<Deleted>> {
+    let filter = filter_of(&q)?;
     if filter.is_empty() {
         return Err(ApiError::invalid(
             "status",
@@ -250,7 +237,7 @@ pub async fn delete_many(
         .store
         .delete_deliveries(&caller.tenant_id, &filter)
         .await?;
-    Ok(Json(json!({ "deleted": deleted })))
+    Ok(Json(Deleted { deleted }))
 }
 
 /// Delete finished deliveries matching `filter` that last changed more than `older_than_days` ago.
@@ -278,11 +265,13 @@ pub async fn cleanup_finished(
 }
 
 /// `POST /v1/deliveries/cleanup?status=&older_than_days=&reference_id=`
+#[utoipa::path(post, path = "/v1/deliveries/cleanup", tag = "deliveries", params(DeliveryQuery),
+    responses((status = 200, description = "How many finished deliveries were deleted", body = Deleted)))]
 pub async fn cleanup(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<FilterQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<Deleted>> {
     let status = parse_status(q.status.as_deref())?;
     let deleted = cleanup_finished(
         &state,
@@ -292,5 +281,5 @@ pub async fn cleanup(
         q.older_than_days.unwrap_or(0),
     )
     .await?;
-    Ok(Json(json!({ "deleted": deleted })))
+    Ok(Json(Deleted { deleted }))
 }

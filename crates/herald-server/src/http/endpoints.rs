@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_api::common::{Page, SecretAnswer};
+use herald_api::endpoints::{
+    Endpoint, EndpointInput, EndpointListQuery, Recovered, Replayed, SinceQuery,
+};
 use herald_core::event_type::validate_filter;
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_core::time::parse_rfc3339;
 use herald_core::url_policy::TargetUrl;
 use herald_store::{EndpointFilter, EndpointRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
@@ -50,23 +53,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
     "keep-alive",
 ];
-
-/// Fields a client may set on create (url required) and patch (all optional).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointInput {
-    url: Option<String>,
-    event_types: Option<Vec<String>>,
-    secret: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    retry_policy: Option<RetryPolicy>,
-    timeout_ms: Option<u32>,
-    rate_limit_per_s: Option<u32>,
-    max_in_flight: Option<u32>,
-    disabled: Option<bool>,
-    description: Option<String>,
-    metadata: Option<Value>,
-}
 
 /// Check a target URL: syntax (422 `url`) and the node's URL policy.
 pub fn check_url(state: &AppState, field: &str, url: &str) -> ApiResult<TargetUrl> {
@@ -114,34 +100,39 @@ pub fn check_policy(policy: &RetryPolicy) -> ApiResult<()> {
         .map_err(|e| ApiError::invalid("retry_policy", e.to_string()))
 }
 
-impl EndpointInput {
-    /// Check the fields and apply them to `ep`; a new `secret` is set on `ep` and also returned, so that an
-    /// update can write it with [`herald_store::Store::set_endpoint_secret`].
-    fn apply(self, state: &AppState, ep: &mut EndpointRecord) -> ApiResult<Option<String>> {
+/// Check the fields of `input` and apply them to `ep`; a new `secret` is set on `ep` and also returned, so
+/// that an update can write it with [`herald_store::Store::set_endpoint_secret`].
+fn apply_input(
+    input: EndpointInput,
+    state: &AppState,
+    ep: &mut EndpointRecord,
+) -> ApiResult<Option<String>> {
+    let this = input;
+    {
         let mut new_secret = None;
-        if let Some(url) = self.url {
+        if let Some(url) = this.url {
             ep.url = check_url(state, "url", &url)?.into_string();
         }
-        if let Some(types) = self.event_types {
+        if let Some(types) = this.event_types {
             for t in &types {
                 validate_filter(t).map_err(|e| ApiError::invalid("event_types", e.to_string()))?;
             }
             ep.event_types = types;
         }
-        if let Some(secret) = self.secret {
+        if let Some(secret) = this.secret {
             Secret::parse(&secret).map_err(|e| ApiError::invalid("secret", e.to_string()))?;
             ep.secret = secret.clone();
             new_secret = Some(secret);
         }
-        if let Some(headers) = self.headers {
+        if let Some(headers) = this.headers {
             check_headers(&headers)?;
             ep.headers = headers;
         }
-        if let Some(policy) = self.retry_policy {
+        if let Some(policy) = this.retry_policy {
             check_policy(&policy)?;
             ep.retry_policy = policy;
         }
-        if let Some(t) = self.timeout_ms {
+        if let Some(t) = this.timeout_ms {
             if !(1..=300_000).contains(&t) {
                 return Err(ApiError::invalid(
                     "timeout_ms",
@@ -150,7 +141,7 @@ impl EndpointInput {
             }
             ep.timeout_ms = t;
         }
-        if let Some(r) = self.rate_limit_per_s {
+        if let Some(r) = this.rate_limit_per_s {
             if r == 0 {
                 return Err(ApiError::invalid(
                     "rate_limit_per_s",
@@ -159,7 +150,7 @@ impl EndpointInput {
             }
             ep.rate_limit_per_s = Some(r);
         }
-        if let Some(m) = self.max_in_flight {
+        if let Some(m) = this.max_in_flight {
             if !(1..=1024).contains(&m) {
                 return Err(ApiError::invalid(
                     "max_in_flight",
@@ -168,10 +159,10 @@ impl EndpointInput {
             }
             ep.max_in_flight = m;
         }
-        if let Some(d) = self.disabled {
+        if let Some(d) = this.disabled {
             ep.disabled = d;
         }
-        if let Some(d) = self.description {
+        if let Some(d) = this.description {
             if d.len() > MAX_DESCRIPTION_BYTES {
                 return Err(ApiError::invalid(
                     "description",
@@ -180,7 +171,7 @@ impl EndpointInput {
             }
             ep.description = Some(d);
         }
-        if let Some(m) = self.metadata {
+        if let Some(m) = this.metadata {
             if !m.is_object() {
                 return Err(ApiError::invalid(
                     "metadata",
@@ -228,34 +219,30 @@ fn rand_u128() -> u128 {
 }
 
 /// `POST /v1/endpoints`
+#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointInput,
+    responses((status = 201, description = "Created; the answer shows the secret", body = Endpoint)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(input): JsonBody<EndpointInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Endpoint>)> {
     if input.url.is_none() {
         return Err(ApiError::invalid("url", "missing field `url`"));
     }
     let mut ep = new_endpoint(&state, &caller.tenant_id, now_ms());
-    input.apply(&state, &mut ep)?;
+    apply_input(input, &state, &mut ep)?;
     state.store.create_endpoint(&ep).await?;
     Ok((StatusCode::CREATED, Json(views::endpoint(&ep, true))))
 }
 
-/// Query of `GET /v1/endpoints`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    event_type: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
 /// `GET /v1/endpoints`
+#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(EndpointListQuery),
+    responses((status = 200, description = "A page of endpoints, each with its circuit breaker", body = Page<Endpoint>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<EndpointListQuery>,
+) -> ApiResult<Json<Page<Endpoint>>> {
     let page = views::page_of(q.limit, q.cursor.as_deref(), "ep")?;
     let filter = EndpointFilter {
         event_type: q.event_type,
@@ -269,11 +256,13 @@ pub async fn list(
 }
 
 /// `GET /v1/endpoints/{id}`
+#[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`")),
+    responses((status = 200, description = "The endpoint with its circuit breaker", body = Endpoint)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Endpoint>> {
     let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
     let mut shown = with_circuits(&state, &caller.tenant_id, std::slice::from_ref(&ep)).await?;
     Ok(Json(shown.remove(0)))
@@ -284,7 +273,7 @@ async fn with_circuits(
     state: &AppState,
     tenant_id: &str,
     endpoints: &[EndpointRecord],
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<Endpoint>> {
     let ids: Vec<String> = endpoints.iter().map(|ep| ep.id.clone()).collect();
     let circuits = state.store.endpoint_circuits(tenant_id, &ids).await?;
     let now = now_ms();
@@ -296,31 +285,35 @@ async fn with_circuits(
                 .iter()
                 .find(|c| c.endpoint_id == ep.id)
                 .map(|c| &c.health);
-            v["circuit"] = views::circuit(health, now);
+            v.circuit = Some(views::circuit(health, now));
             v
         })
         .collect())
 }
 
 /// `GET /v1/endpoints/{id}/secret`
+#[utoipa::path(get, path = "/v1/endpoints/{id}/secret", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`")),
+    responses((status = 200, description = "The current signing secret", body = SecretAnswer)))]
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SecretAnswer>> {
     let ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
-    Ok(Json(json!({ "secret": ep.secret })))
+    Ok(Json(SecretAnswer { secret: ep.secret }))
 }
 
 /// `PATCH /v1/endpoints/{id}`
+#[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`")),
+    request_body = EndpointInput, responses((status = 200, description = "The endpoint as updated", body = Endpoint)))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(input): JsonBody<EndpointInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Endpoint>> {
     let mut ep = state.store.get_endpoint(&caller.tenant_id, &id).await?;
-    let new_secret = input.apply(&state, &mut ep)?;
+    let new_secret = apply_input(input, &state, &mut ep)?;
     ep.updated_ms = now_ms();
     state.store.update_endpoint(&ep).await?;
     if let Some(secret) = new_secret {
@@ -333,6 +326,8 @@ pub async fn patch(
 }
 
 /// `DELETE /v1/endpoints/{id}`
+#[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`")),
+    responses((status = 204, description = "Deleted; its unfinished deliveries are cancelled")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,11 +341,13 @@ pub async fn delete(
 }
 
 /// `POST /v1/endpoints/{id}/rotate-secret`: the old secret keeps signing for 24 h beside the new one.
+#[utoipa::path(post, path = "/v1/endpoints/{id}/rotate-secret", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`")),
+    responses((status = 200, description = "The endpoint with its new secret", body = Endpoint)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Endpoint>> {
     let now = now_ms();
     let ep = state
         .store
@@ -365,45 +362,41 @@ pub async fn rotate_secret(
     Ok(Json(views::endpoint(&ep, true)))
 }
 
-/// Query of the replay and recover routes.
-#[derive(Debug, Deserialize)]
-pub struct SinceQuery {
-    since: String,
-}
-
-impl SinceQuery {
-    /// `since` as unix milliseconds; 400 unless it is an RFC 3339 time.
-    fn since_ms(&self) -> ApiResult<i64> {
-        parse_rfc3339(&self.since)
-            .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))
-    }
+/// `since` as unix milliseconds; 400 unless it is an RFC 3339 time.
+fn since_ms(q: &SinceQuery) -> ApiResult<i64> {
+    parse_rfc3339(&q.since)
+        .ok_or_else(|| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time"))
 }
 
 /// `POST /v1/endpoints/{id}/replay?since=<RFC 3339>`: new deliveries of the endpoint's events since then.
+#[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`"), SinceQuery),
+    responses((status = 202, description = "New deliveries queued", body = Replayed)))]
 pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<SinceQuery>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let since = q.since_ms()?;
+) -> ApiResult<(StatusCode, Json<Replayed>)> {
+    let since = since_ms(&q)?;
     let count = state
         .store
         .replay_endpoint(&caller.tenant_id, &id, since, now_ms())
         .await?;
     state.work_ready.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": count }))))
+    Ok((StatusCode::ACCEPTED, Json(Replayed { replayed: count })))
 }
 
 /// `POST /v1/endpoints/{id}/recover?since=<RFC 3339>`: retry the endpoint's failed deliveries (its
 /// dead-letter set) created since then, each with a fresh retry cycle.
+#[utoipa::path(post, path = "/v1/endpoints/{id}/recover", tag = "endpoints", params(("id" = String, Path, description = "`ep_…`"), SinceQuery),
+    responses((status = 202, description = "Failed deliveries queued again", body = Recovered)))]
 pub async fn recover(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<SinceQuery>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let since = q.since_ms()?;
+) -> ApiResult<(StatusCode, Json<Recovered>)> {
+    let since = since_ms(&q)?;
     let count = state
         .store
         .recover_endpoint(&caller.tenant_id, &id, since, now_ms())
@@ -411,5 +404,5 @@ pub async fn recover(
     if count > 0 {
         state.work_ready.notify_one();
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "recovered": count }))))
+    Ok((StatusCode::ACCEPTED, Json(Recovered { recovered: count })))
 }

@@ -3,12 +3,10 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use herald_api::events::{DeliveryRef, Event, PublishInput, PublishReceipt};
 use herald_core::event_type::EventType;
 use herald_core::trace::TraceParent;
 use herald_store::{NewEvent, Published};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
@@ -17,15 +15,6 @@ use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
 use crate::telemetry::SpanGuard;
-
-/// Body of `POST /v1/events`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishInput {
-    event_type: String,
-    payload: Box<RawValue>,
-    idempotency_key: Option<String>,
-}
 
 /// The request's `x-correlation-id`, or a new one. 400 when present but unusable.
 pub fn correlation_id(headers: &HeaderMap, now: i64) -> ApiResult<String> {
@@ -132,12 +121,20 @@ pub async fn publish_event(
 }
 
 /// `POST /v1/events`
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = PublishInput,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Publishing again with this key within 24 h answers the first event"),
+        ("x-correlation-id" = Option<String>, Header, description = "Carried to every delivery; made when absent"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context the deliveries continue"),
+    ),
+    responses((status = 202, description = "Stored and fanned out", body = PublishReceipt,
+        headers(("idempotent-replayed" = String, description = "`true` when this answers an earlier publish")))))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     JsonBody(input): JsonBody<PublishInput>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<Value>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<PublishReceipt>)> {
     let correlation = correlation_id(&headers, now_ms())?;
     let key = idempotency_key(&headers, input.idempotency_key)?;
     let (_span, trace) = accept_trace(&state, "publish", &headers);
@@ -158,21 +155,35 @@ pub async fn publish(
             "true".parse().expect("static header value"),
         );
     }
-    let body = json!({
-        "id": published.event.id,
-        "event_type": published.event.event_type,
-        "correlation_id": published.event.correlation_id,
-        "deliveries": published.deliveries,
-    });
+    let body = PublishReceipt {
+        deliveries: delivery_refs(&published),
+        id: published.event.id,
+        event_type: published.event.event_type,
+        correlation_id: published.event.correlation_id,
+    };
     Ok((StatusCode::ACCEPTED, out, Json(body)))
 }
 
+/// The deliveries a publish fanned out to, as the API shows them.
+pub fn delivery_refs(published: &Published) -> Vec<DeliveryRef> {
+    published
+        .deliveries
+        .iter()
+        .map(|d| DeliveryRef {
+            id: d.id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+        })
+        .collect()
+}
+
 /// `GET /v1/events/{id}`
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path, description = "`evt_…`")),
+    responses((status = 200, description = "The event", body = Event)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Event>> {
     let event = state.store.get_event(&caller.tenant_id, &id).await?;
     Ok(Json(views::event(&event)))
 }

@@ -8,6 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
 use bytes::BytesMut;
+use herald_api::common::Page;
+use herald_api::jobs::{CompleteInput, Job, JobInput, JobListQuery, ProgressInput, WaitQuery};
 use herald_core::status::JobStatus;
 use herald_store::{JobFilter, JobRecord, RouteKind};
 use http_body_util::BodyExt;
@@ -29,17 +31,6 @@ use crate::jobs::{NewJob, ResultJson};
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 /// Longest long-poll wait.
 const MAX_WAIT_SECS: u64 = 120;
-
-/// Body of `POST /v1/jobs` (seed 000's field names).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct JobInput {
-    route: String,
-    payload: Option<Box<serde_json::value::RawValue>>,
-    webhook: Option<String>,
-    progress_reports: Option<bool>,
-    poll: Option<String>,
-}
 
 /// `Prefer: wait=N` (RFC 7240), capped.
 fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
@@ -72,7 +63,7 @@ fn status_of(job: &JobRecord) -> StatusCode {
 }
 
 /// Create a job and, when asked, long-poll it as its creator.
-async fn create_and_answer(state: &AppState, new: NewJob) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_and_answer(state: &AppState, new: NewJob) -> ApiResult<(StatusCode, Json<Job>)> {
     let wait = new.wait;
     let job = state.jobs.create(new).await?;
     let job = match wait {
@@ -83,12 +74,18 @@ async fn create_and_answer(state: &AppState, new: NewJob) -> ApiResult<(StatusCo
 }
 
 /// `POST /v1/jobs`: 202 at once, or held while `poll: "long"` / `Prefer: wait=N`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = JobInput,
+    params(("Prefer" = Option<String>, Header, description = "`wait=N`: hold the request up to N seconds (at most 120)"),
+        ("callback-url" = Option<String>, Header, description = "Where job webhooks go, when the body has no `webhook`"),
+        ("x-correlation-id" = Option<String>, Header, description = "Carried everywhere; made when absent")),
+    responses((status = 202, description = "Accepted; still running", body = Job),
+        (status = 200, description = "Ended while the request was held", body = Job)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     JsonBody(input): JsonBody<JobInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Job>)> {
     let route = state
         .store
         .get_route(&caller.tenant_id, &input.route)
@@ -142,19 +139,15 @@ pub async fn create(
     create_and_answer(&state, new).await
 }
 
-/// Query of `GET /v1/jobs/{id}`.
-#[derive(Debug, Deserialize)]
-pub struct WaitQuery {
-    wait: Option<u64>,
-}
-
 /// `GET /v1/jobs/{id}?wait=N`: long-polls up to N seconds (at most 120) for the job to end.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "`job_…`"), WaitQuery),
+    responses((status = 200, description = "Ended", body = Job), (status = 202, description = "Still running", body = Job)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<WaitQuery>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Job>)> {
     let job = match q.wait {
         Some(secs) if secs > 0 => {
             state
@@ -171,21 +164,14 @@ pub async fn get(
     Ok((status_of(&job), Json(state.jobs.view(&job).await)))
 }
 
-/// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    status: Option<String>,
-    route: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
 /// `GET /v1/jobs?status=&route=&limit=&cursor=`: the tenant's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobListQuery),
+    responses((status = 200, description = "A page of jobs, newest first", body = Page<Job>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(q): QueryParams<JobListQuery>,
+) -> ApiResult<Json<Page<Job>>> {
     let status = q
         .status
         .as_deref()
@@ -214,20 +200,15 @@ pub async fn list(
     Ok(Json(views::page(data, listing.next_after)))
 }
 
-/// Body of the progress route.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProgressInput {
-    progress: Value,
-}
-
 /// `POST /v1/jobs/{id}/progress {"progress"}` (the worker reports).
+#[utoipa::path(post, path = "/v1/jobs/{id}/progress", tag = "jobs", params(("id" = String, Path, description = "`job_…`")), request_body = ProgressInput,
+    responses((status = 200, description = "The job with its progress", body = Job)))]
 pub async fn progress(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     JsonBody(input): JsonBody<ProgressInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Job>> {
     let job = state
         .jobs
         .progress(&caller.tenant_id, &id, &input.progress)
@@ -235,10 +216,11 @@ pub async fn progress(
     Ok(Json(state.jobs.view(&job).await))
 }
 
-/// Body of the completion route: exactly one of `result` and `error`, kept as the worker wrote them.
+/// Body of the completion route: exactly one of `result` and `error`, kept as the worker wrote them
+/// (its schema is [`herald_api::jobs::CompleteInput`]; this form borrows from the body, unparsed).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CompleteInput<'a> {
+struct CompleteBody<'a> {
     #[serde(borrow)]
     result: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -248,16 +230,18 @@ struct CompleteInput<'a> {
 /// `POST /v1/jobs/{id}/complete {"result"} | {"error"}`: up to `max_result_bytes` (larger than other
 /// bodies), read into one buffer under the node's result budget; the result is offloaded from that buffer
 /// without being copied or parsed into a tree.
+#[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "jobs", params(("id" = String, Path, description = "`job_…`")), request_body = CompleteInput,
+    responses((status = 200, description = "The job as it ended", body = Job)))]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Job>> {
     // The budget's share stays taken until the result is stored and the request answered.
     let (bytes, _room) = read_result(&state, &headers, body).await?;
-    let input: CompleteInput = parse_free_form_json(&bytes)?;
+    let input: CompleteBody = parse_free_form_json(&bytes)?;
     let outcome = match (input.result, input.error) {
         (Some(result), None) => Ok(ResultJson::Raw(bytes.slice_ref(result.get().as_bytes()))),
         (None, Some(error)) => Err(ResultJson::Raw(bytes.slice_ref(error.get().as_bytes()))),
@@ -270,6 +254,18 @@ pub async fn complete(
     };
     let completed = state.jobs.complete(&caller.tenant_id, &id, outcome).await?;
     Ok(Json(state.jobs.view(&completed.job).await))
+}
+
+/// `POST /v1/jobs/{id}/cancel`: end an unfinished job as cancelled (see [`crate::jobs::JobService::cancel`]).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "`job_…`")),
+    responses((status = 200, description = "Cancelled; the callback hears `job.cancelled`", body = Job)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Job>> {
+    let job = state.jobs.cancel(&caller.tenant_id, &id).await?;
+    Ok(Json(state.jobs.view(&job).await))
 }
 
 /// How long a large result may wait for room in the node's result budget.
@@ -316,6 +312,11 @@ async fn read_result(
 
 /// `ANY /async/{route}/{*rest}` with a `callback-url` header: the seed 001 gateway. Answers 202 with the job;
 /// the upstream's answer is delivered to the callback.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/async/{route}/{rest}", tag = "jobs",
+    params(("route" = String, Path, description = "A proxy route"), ("callback-url" = String, Header, description = "Where the upstream's answer goes"), ("x-correlation-id" = Option<String>, Header, description = "Carried upstream and to the callback"),
+        ("rest" = String, Path, description = "The rest of the upstream path (may hold slashes)")),
+    request_body(content = Option<serde_json::Value>, description = "Forwarded upstream as sent"),
+    responses((status = 202, description = "Accepted; the upstream's answer goes to the callback", body = Job)))]
 pub async fn gateway(
     State(state): State<AppState>,
     caller: Caller,
@@ -324,7 +325,7 @@ pub async fn gateway(
     uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Job>)> {
     let route_name = params
         .iter()
         .find(|(k, _)| k == "route")
@@ -377,3 +378,12 @@ pub async fn gateway(
     let (_, body) = create_and_answer(&state, new).await?;
     Ok((StatusCode::ACCEPTED, body))
 }
+
+/// `ANY /async/{route}`: the gateway without a further path (served by [`gateway`]; this function only
+/// carries its documentation).
+#[utoipa::path(method(get, post, put, patch, delete), path = "/async/{route}", tag = "jobs",
+    params(("route" = String, Path, description = "A proxy route"), ("callback-url" = String, Header, description = "Where the upstream's answer goes"), ("x-correlation-id" = Option<String>, Header, description = "Carried upstream and to the callback")),
+    request_body(content = Option<serde_json::Value>, description = "Forwarded upstream as sent"),
+    responses((status = 202, description = "Accepted; the upstream's answer goes to the callback", body = Job)))]
+#[allow(dead_code)]
+pub(super) fn gateway_root() {}

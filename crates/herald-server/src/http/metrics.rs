@@ -16,6 +16,8 @@ use crate::metrics::Snapshot;
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics` (admin token).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn scrape(State(state): State<AppState>, caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     Ok(exposition(&state).await)

@@ -11,13 +11,16 @@ pub mod extract;
 mod health;
 mod jobs;
 pub mod metrics;
+mod openapi;
 pub mod routes;
 mod tenants;
 pub mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use axum::Router;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use error::ApiError;
@@ -33,15 +36,12 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Every route of a node; a worker-only node serves just the health routes. `blobs` holds the download
-/// routes of the local blob store, when there is one.
+/// Every route of a node; a worker-only node serves just the health routes (and the document). `blobs`
+/// holds the download routes of the local blob store, when there is one.
 pub fn router(state: AppState, blobs: Option<Router>) -> Router {
-    let mut app = Router::new()
-        .route("/healthz", get(health::liveness))
-        .route("/health", get(health::health))
-        .route("/metrics", get(metrics::scrape));
+    let (mut app, _) = always_routes().split_for_parts();
     if state.config.role.serves_api() {
-        app = app.merge(api_routes());
+        app = app.merge(api_routes().split_for_parts().0);
     }
     let app = app
         .fallback(not_found)
@@ -55,91 +55,67 @@ pub fn router(state: AppState, blobs: Option<Router>) -> Router {
     }
 }
 
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route(
-            "/v1/tenants/{id}/tokens",
-            post(tenants::create_token).get(tenants::list_tokens),
-        )
-        .route(
-            "/v1/tenants/{id}/tokens/{token_id}",
-            axum::routing::delete(tenants::revoke_token),
-        )
-        .route(
-            "/v1/tenants/{id}/tokens/{token_id}/rotate",
-            post(tenants::rotate_token),
-        )
-        .route(
-            "/v1/endpoints",
-            post(endpoints::create).get(endpoints::list),
-        )
-        .route(
-            "/v1/endpoints/{id}",
-            get(endpoints::get)
-                .patch(endpoints::patch)
-                .delete(endpoints::delete),
-        )
-        .route("/v1/endpoints/{id}/secret", get(endpoints::secret))
-        .route(
-            "/v1/endpoints/{id}/rotate-secret",
-            post(endpoints::rotate_secret),
-        )
-        .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
-        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
-        .route("/v1/events", post(events::publish))
-        .route("/v1/events/{id}", get(events::get))
-        .route(
-            "/v1/deliveries",
-            post(deliveries::create)
-                .get(deliveries::list)
-                .delete(deliveries::delete_many),
-        )
-        .route("/v1/deliveries/cleanup", post(deliveries::cleanup))
-        .route(
-            "/v1/deliveries/{id}",
-            get(deliveries::get).delete(deliveries::delete),
-        )
-        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/v1/deliveries/{id}/cancel", post(deliveries::cancel))
-        .route("/v1/routes", get(routes::list))
-        .route(
-            "/v1/routes/{name}",
-            get(routes::get).put(routes::put).delete(routes::delete),
-        )
-        .route("/v1/routes/{name}/secret", get(routes::secret))
-        .route("/v1/jobs", post(jobs::create).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/progress", post(jobs::progress))
+/// The OpenAPI document of every route (whatever the node's role), built from the same routers.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let routers = always_routes().merge(api_routes()).into_openapi();
+    openapi::document(routers)
+}
+
+/// Routes every node serves.
+fn always_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(health::liveness))
+        .routes(routes!(health::health))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(openapi::serve))
+}
+
+/// The API. Each `routes!` group shares one path; the gateway's catch-all paths are plain axum routes,
+/// documented in [`openapi`].
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::create_token, tenants::list_tokens))
+        .routes(routes!(tenants::revoke_token))
+        .routes(routes!(tenants::rotate_token))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(endpoints::get, endpoints::patch, endpoints::delete))
+        .routes(routes!(endpoints::secret))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::replay))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(events::publish))
+        .routes(routes!(events::get))
+        .routes(routes!(
+            deliveries::create,
+            deliveries::list,
+            deliveries::delete_many
+        ))
+        .routes(routes!(deliveries::cleanup))
+        .routes(routes!(deliveries::get, deliveries::delete))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(deliveries::cancel))
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::get, routes::put, routes::delete))
+        .routes(routes!(routes::secret))
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::progress))
+        .routes(routes!(jobs::cancel))
         // Results may be larger than other bodies: the handler enforces max_result_bytes itself.
-        .route(
-            "/v1/jobs/{id}/complete",
-            post(jobs::complete).layer(DefaultBodyLimit::disable()),
-        )
+        .routes(routes!(jobs::complete).layer(DefaultBodyLimit::disable()))
         .route("/async/{route}", any(jobs::gateway))
         .route("/async/{route}/{*rest}", any(jobs::gateway))
         // Seed 002: the broker.
-        .route(
-            "/api/v0/webhooks",
-            post(compat_broker::register).get(compat_broker::list),
-        )
-        .route(
-            "/api/v0/webhooks/{event_name}",
-            get(compat_broker::by_event),
-        )
-        .route(
-            "/api/v0/trigger-event/{event_name}",
-            post(compat_broker::trigger),
-        )
+        .routes(routes!(compat_broker::register, compat_broker::list))
+        .routes(routes!(compat_broker::by_event))
+        .routes(routes!(compat_broker::trigger))
         // Seed 003: the webhook status API.
-        .route("/test-webhook", post(compat_status::test_webhook))
-        .route(
-            "/webhook-status/{webhook_id}",
-            get(compat_status::get).delete(compat_status::delete),
-        )
-        .route(
-            "/webhook-statuses",
-            get(compat_status::list).delete(compat_status::delete_many),
-        )
-        .route("/webhook-cleanup", post(compat_status::cleanup))
+        .routes(routes!(compat_status::test_webhook))
+        .routes(routes!(compat_status::get, compat_status::delete))
+        .routes(routes!(compat_status::list, compat_status::delete_many))
+        .routes(routes!(compat_status::cleanup))
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,11 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_api::common::{Page, SecretAnswer};
+use herald_api::routes::{AuthKind, Route, RouteKindName};
 use herald_core::retry::RetryPolicy;
 use herald_core::signing::Secret;
 use herald_store::{RouteKind, RouteRecord, StoreError};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::endpoints::{check_policy, check_url};
@@ -19,38 +22,44 @@ use crate::auth_client::ServiceAuth;
 use crate::random;
 
 /// Body of `PUT /v1/routes/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteInput {
+    /// `proxy` (call an upstream and report its answer) or `notify` (notify a worker).
     kind: String,
+    /// Upstream or worker URL.
     url: String,
+    /// Per-call timeout, 1-600000 ms (default 30000).
     timeout_ms: Option<u32>,
+    /// Credentials sent to the service.
     auth: Option<ServiceAuth>,
+    /// How calls are retried (default: seed 001's, 1 s doubling to 1 h, for 12 h).
     retry_policy: Option<RetryPolicy>,
+    /// Signing secret; generated when absent (kept on replace).
     secret: Option<String>,
 }
 
 /// A route as the API shows it; the service user's credentials are never shown, only their kind.
-pub fn view(route: &RouteRecord, with_secret: bool) -> Value {
+pub fn view(route: &RouteRecord, with_secret: bool) -> Route {
     let auth_kind = route
         .auth
         .as_deref()
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
-        .map(|a| a["kind"].clone());
-    let mut v = json!({
-        "name": route.name,
-        "kind": route.kind.as_str(),
-        "url": route.url,
-        "timeout_ms": route.timeout_ms,
-        "auth": auth_kind.map(|kind| json!({"kind": kind})),
-        "retry_policy": serde_json::from_str::<Value>(&route.retry_policy).unwrap_or(Value::Null),
-        "created_at": time(route.created_ms),
-        "updated_at": time(route.updated_ms),
-    });
-    if with_secret {
-        v["secret"] = json!(route.secret);
+        .and_then(|a| a["kind"].as_str().map(str::to_string));
+    Route {
+        name: route.name.clone(),
+        kind: match route.kind {
+            RouteKind::Proxy => RouteKindName::Proxy,
+            RouteKind::Notify => RouteKindName::Notify,
+        },
+        url: route.url.clone(),
+        timeout_ms: route.timeout_ms,
+        auth: auth_kind.map(|kind| AuthKind { kind }),
+        retry_policy: serde_json::from_str(&route.retry_policy).ok(),
+        created_at: time(route.created_ms),
+        updated_at: time(route.updated_ms),
+        secret: with_secret.then(|| route.secret.clone()),
     }
-    v
 }
 
 /// Check a route name: 1-64 of letters, digits, `-`, `_`, `.`.
@@ -120,12 +129,15 @@ pub fn route_record(
 }
 
 /// `PUT /v1/routes/{name}`: 201 when created, 200 when replaced; the answer shows the signing secret.
+#[utoipa::path(put, path = "/v1/routes/{name}", tag = "routes", params(("name" = String, Path, description = "1-64 letters, digits, `-`, `_` or `.`")), request_body = RouteInput,
+    responses((status = 200, description = "Replaced; the answer shows the secret", body = Route),
+        (status = 201, description = "Created; the answer shows the secret", body = Route)))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(name): PathParams<String>,
     JsonBody(input): JsonBody<RouteInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Route>)> {
     let existing = match state.store.get_route(&caller.tenant_id, &name).await {
         Ok(r) => Some(r),
         Err(StoreError::NotFound(_)) => None,
@@ -142,11 +154,13 @@ pub async fn put(
 }
 
 /// `GET /v1/routes/{name}`
+#[utoipa::path(get, path = "/v1/routes/{name}", tag = "routes", params(("name" = String, Path, description = "1-64 letters, digits, `-`, `_` or `.`")),
+    responses((status = 200, description = "The route", body = Route)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(name): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Route>> {
     Ok(Json(view(
         &state.store.get_route(&caller.tenant_id, &name).await?,
         false,
@@ -154,25 +168,31 @@ pub async fn get(
 }
 
 /// `GET /v1/routes/{name}/secret`
+#[utoipa::path(get, path = "/v1/routes/{name}/secret", tag = "routes", params(("name" = String, Path, description = "1-64 letters, digits, `-`, `_` or `.`")),
+    responses((status = 200, description = "Its signing secret", body = SecretAnswer)))]
 pub async fn secret(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(name): PathParams<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"secret": state.store.get_route(&caller.tenant_id, &name).await?.secret}),
-    ))
+) -> ApiResult<Json<SecretAnswer>> {
+    let route = state.store.get_route(&caller.tenant_id, &name).await?;
+    Ok(Json(SecretAnswer {
+        secret: route.secret,
+    }))
 }
 
 /// `GET /v1/routes`
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/routes", tag = "routes",
+    responses((status = 200, description = "Every route of the tenant", body = Page<Route>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Page<Route>>> {
     let routes = state.store.list_routes(&caller.tenant_id).await?;
-    Ok(Json(
-        json!({"data": routes.iter().map(|r| view(r, false)).collect::<Vec<_>>(), "next_cursor": null}),
-    ))
+    let data = routes.iter().map(|r| view(r, false)).collect();
+    Ok(Json(super::views::page(data, None)))
 }
 
 /// `DELETE /v1/routes/{name}`
+#[utoipa::path(delete, path = "/v1/routes/{name}", tag = "routes", params(("name" = String, Path, description = "1-64 letters, digits, `-`, `_` or `.`")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

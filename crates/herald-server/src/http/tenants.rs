@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_api::common::Page;
+use herald_api::tenants::{IssuedToken, NewTenant, Tenant, TenantInput, Token, TokenInput};
 use herald_store::TokenRecord;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
@@ -15,19 +15,14 @@ use super::views;
 use crate::app::{now_ms, AppState};
 use crate::random;
 
-/// Body of `POST /v1/tenants`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantInput {
-    id: String,
-}
-
 /// `POST /v1/tenants` (admin): 201 with the tenant's token.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = TenantInput,
+    responses((status = 201, description = "Created, with its first API token (shown once)", body = NewTenant)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(input): JsonBody<TenantInput>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewTenant>)> {
     caller.require_admin()?;
     let valid = (1..=64).contains(&input.id.len())
         && input
@@ -47,28 +42,28 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": tenant.id, "token": token, "created_at": views::time(tenant.created_ms) }),
-        ),
+        Json(NewTenant {
+            id: tenant.id,
+            token,
+            created_at: views::time(tenant.created_ms),
+        }),
     ))
 }
 
 /// `GET /v1/tenants` (admin).
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, description = "Every tenant", body = Page<Tenant>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Page<Tenant>>> {
     caller.require_admin()?;
     let tenants = state.store.list_tenants().await?;
-    let data: Vec<Value> = tenants
+    let data = tenants
         .iter()
-        .map(|t| json!({ "id": t.id, "created_at": views::time(t.created_ms) }))
+        .map(|t| Tenant {
+            id: t.id.clone(),
+            created_at: views::time(t.created_ms),
+        })
         .collect();
-    Ok(Json(json!({ "data": data, "next_cursor": null })))
-}
-
-/// Body of `POST /v1/tenants/{id}/tokens` (optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenInput {
-    name: Option<String>,
+    Ok(Json(views::page(data, None)))
 }
 
 /// Longest token name.
@@ -85,14 +80,14 @@ fn require_tenant_or_admin(caller: &Caller, tenant_id: &str) -> ApiResult<()> {
     }
 }
 
-fn token_view(t: &TokenRecord) -> Value {
-    json!({
-        "id": t.id,
-        "tenant_id": t.tenant_id,
-        "name": t.name,
-        "created_at": views::time(t.created_ms),
-        "revoked_at": t.revoked_ms.map(views::time),
-    })
+fn token_view(t: &TokenRecord) -> Token {
+    Token {
+        id: t.id.clone(),
+        tenant_id: t.tenant_id.clone(),
+        name: t.name.clone(),
+        created_at: views::time(t.created_ms),
+        revoked_at: t.revoked_ms.map(views::time),
+    }
 }
 
 /// A new token for `tenant_id`: the record to store and the token, which is shown once.
@@ -111,24 +106,31 @@ fn new_token(tenant_id: &str, name: Option<String>, now: i64) -> (TokenRecord, S
 }
 
 /// `GET /v1/tenants/{id}/tokens`: every token, revoked ones included (never the tokens themselves).
+#[utoipa::path(get, path = "/v1/tenants/{id}/tokens", tag = "tenants", params(("id" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "Every token, revoked ones included", body = Page<Token>)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(tenant_id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Token>>> {
     require_tenant_or_admin(&caller, &tenant_id)?;
     let tokens = state.store.list_tokens(&tenant_id).await?;
-    let data: Vec<Value> = tokens.iter().map(token_view).collect();
-    Ok(Json(json!({ "data": data, "next_cursor": null })))
+    Ok(Json(views::page(
+        tokens.iter().map(token_view).collect(),
+        None,
+    )))
 }
 
 /// `POST /v1/tenants/{id}/tokens {"name"?}`: 201 with the new token (shown once).
+#[utoipa::path(post, path = "/v1/tenants/{id}/tokens", tag = "tenants", params(("id" = String, Path, description = "The tenant")),
+    request_body(content = Option<TokenInput>, description = "Optional"),
+    responses((status = 201, description = "The new token (shown once)", body = IssuedToken)))]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(tenant_id): PathParams<String>,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<IssuedToken>)> {
     require_tenant_or_admin(&caller, &tenant_id)?;
     let input: TokenInput = if body.iter().all(u8::is_ascii_whitespace) {
         TokenInput::default()
@@ -147,18 +149,23 @@ pub async fn create_token(
     }
     let (record, token) = new_token(&tenant_id, input.name, now_ms());
     state.store.create_token(&record).await?;
-    let mut view = token_view(&record);
-    view["token"] = json!(token);
+    let view = IssuedToken {
+        record: token_view(&record),
+        token,
+        replaces: None,
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// `POST /v1/tenants/{id}/tokens/{token_id}/rotate`: revokes the token and answers 201 with its
 /// replacement (same name), in one commit.
+#[utoipa::path(post, path = "/v1/tenants/{id}/tokens/{token_id}/rotate", tag = "tenants", params(("id" = String, Path, description = "The tenant"), ("token_id" = String, Path, description = "`tok_…`")),
+    responses((status = 201, description = "The replacement (shown once); the old token is revoked", body = IssuedToken)))]
 pub async fn rotate_token(
     State(state): State<AppState>,
     caller: Caller,
     PathParams((tenant_id, token_id)): PathParams<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<IssuedToken>)> {
     require_tenant_or_admin(&caller, &tenant_id)?;
     let now = now_ms();
     let old = state
@@ -174,14 +181,18 @@ pub async fn rotate_token(
         .rotate_token(&tenant_id, &token_id, &record, now)
         .await?;
     state.forget_token(&old.token_sha256);
-    let mut view = token_view(&record);
-    view["token"] = json!(token);
-    view["replaces"] = json!(token_id);
+    let view = IssuedToken {
+        record: token_view(&record),
+        token,
+        replaces: Some(token_id),
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// `DELETE /v1/tenants/{id}/tokens/{token_id}`: revoke; this node refuses it at once, every other node
 /// within the token cache's lifetime (a few seconds).
+#[utoipa::path(delete, path = "/v1/tenants/{id}/tokens/{token_id}", tag = "tenants", params(("id" = String, Path, description = "The tenant"), ("token_id" = String, Path, description = "`tok_…`")),
+    responses((status = 204, description = "Revoked")))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,

@@ -2,11 +2,15 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use herald_core::breaker::BreakerHealth;
+use herald_api::common::Page;
+use herald_api::deliveries::{Attempt, Delivery, DeliveryDetail};
+use herald_api::endpoints::{Circuit, CircuitState, Endpoint};
+use herald_api::events::Event;
+use herald_core::breaker::{BreakerHealth, CircuitState as CoreCircuitState};
 use herald_core::ids::is_valid_id;
 use herald_core::time::format_rfc3339_ms;
 use herald_store::{AttemptRecord, DeliveryRecord, EndpointRecord, EventRecord};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::ApiError;
 
@@ -16,97 +20,102 @@ pub fn time(ms: i64) -> String {
 }
 
 /// An endpoint; the secret only when `with_secret`.
-pub fn endpoint(ep: &EndpointRecord, with_secret: bool) -> Value {
-    let mut v = json!({
-        "id": ep.id,
-        "url": ep.url,
-        "event_types": ep.event_types,
-        "headers": ep.headers,
-        "retry_policy": ep.retry_policy,
-        "timeout_ms": ep.timeout_ms,
-        "rate_limit_per_s": ep.rate_limit_per_s,
-        "max_in_flight": ep.max_in_flight,
-        "disabled": ep.disabled,
-        "description": ep.description,
-        "metadata": ep.metadata,
-        "created_at": time(ep.created_ms),
-        "updated_at": time(ep.updated_ms),
-    });
-    if with_secret {
-        v["secret"] = json!(ep.secret);
+pub fn endpoint(ep: &EndpointRecord, with_secret: bool) -> Endpoint {
+    Endpoint {
+        id: ep.id.clone(),
+        url: ep.url.clone(),
+        event_types: ep.event_types.clone(),
+        headers: ep.headers.clone(),
+        retry_policy: ep.retry_policy.clone(),
+        timeout_ms: ep.timeout_ms,
+        rate_limit_per_s: ep.rate_limit_per_s,
+        max_in_flight: ep.max_in_flight,
+        disabled: ep.disabled,
+        description: ep.description.clone(),
+        metadata: ep.metadata.clone(),
+        created_at: time(ep.created_ms),
+        updated_at: time(ep.updated_ms),
+        secret: with_secret.then(|| ep.secret.clone()),
+        circuit: None,
     }
-    v
 }
 
 /// An endpoint's circuit breaker at `now_ms` (`None`: no failure since its last success).
-pub fn circuit(health: Option<&BreakerHealth>, now_ms: i64) -> Value {
+pub fn circuit(health: Option<&BreakerHealth>, now_ms: i64) -> Circuit {
     let healthy = BreakerHealth::default();
     let h = health.unwrap_or(&healthy);
-    json!({
-        "state": h.state(now_ms).as_str(),
-        "consecutive_failures": h.failures,
-        "failing_since": h.failing_since_ms.map(time),
-        "opened_at": h.open.then_some(h.opened_ms).flatten().map(time),
-        "next_probe_at": h.open.then_some(h.probe_ms).flatten().map(time),
-        "last_error": h.last_error,
-    })
+    Circuit {
+        state: match h.state(now_ms) {
+            CoreCircuitState::Closed => CircuitState::Closed,
+            CoreCircuitState::Open => CircuitState::Open,
+            CoreCircuitState::HalfOpen => CircuitState::HalfOpen,
+        },
+        consecutive_failures: h.failures,
+        failing_since: h.failing_since_ms.map(time),
+        opened_at: h.open.then_some(h.opened_ms).flatten().map(time),
+        next_probe_at: h.open.then_some(h.probe_ms).flatten().map(time),
+        last_error: h.last_error.clone(),
+    }
 }
 
 /// An event with its payload.
-pub fn event(e: &EventRecord) -> Value {
-    let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-    json!({
-        "id": e.id,
-        "event_type": e.event_type,
-        "payload": payload,
-        "idempotency_key": e.idempotency_key,
-        "correlation_id": e.correlation_id,
-        "traceparent": e.traceparent,
-        "created_at": time(e.created_ms),
-    })
+pub fn event(e: &EventRecord) -> Event {
+    Event {
+        id: e.id.clone(),
+        event_type: e.event_type.clone(),
+        payload: serde_json::from_str(&e.payload).unwrap_or(Value::Null),
+        idempotency_key: e.idempotency_key.clone(),
+        correlation_id: e.correlation_id.clone(),
+        traceparent: e.traceparent.clone(),
+        created_at: time(e.created_ms),
+    }
 }
 
 /// A delivery (without attempts).
-pub fn delivery(d: &DeliveryRecord) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "endpoint_id": d.endpoint_id,
-        "url": d.url,
-        "status": d.status.as_str(),
-        "attempt_count": d.attempt_count,
-        "next_attempt_at": d.next_attempt_ms.map(time),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "correlation_id": d.correlation_id,
-        "reference_id": d.reference_id,
-        "created_at": time(d.created_ms),
-        "updated_at": time(d.updated_ms),
-    })
+pub fn delivery(d: &DeliveryRecord) -> Delivery {
+    Delivery {
+        id: d.id.clone(),
+        event_id: d.event_id.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+        url: d.url.clone(),
+        status: d.status,
+        attempt_count: d.attempt_count,
+        next_attempt_at: d.next_attempt_ms.map(time),
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        correlation_id: d.correlation_id.clone(),
+        reference_id: d.reference_id.clone(),
+        created_at: time(d.created_ms),
+        updated_at: time(d.updated_ms),
+    }
 }
 
 /// One attempt.
-pub fn attempt(a: &AttemptRecord) -> Value {
-    json!({
-        "number": a.number,
-        "started_at": time(a.started_ms),
-        "duration_ms": a.duration_ms,
-        "status_code": a.status_code,
-        "error": a.error,
-        "response_body": a.response_body,
-    })
+pub fn attempt(a: &AttemptRecord) -> Attempt {
+    Attempt {
+        number: a.number,
+        started_at: time(a.started_ms),
+        duration_ms: a.duration_ms,
+        status_code: a.status_code,
+        error: a.error.clone(),
+        response_body: a.response_body.clone(),
+    }
 }
 
 /// A delivery with its attempts.
-pub fn delivery_with_attempts(d: &DeliveryRecord, attempts: &[AttemptRecord]) -> Value {
-    let mut v = delivery(d);
-    v["attempts"] = attempts.iter().map(attempt).collect();
-    v
+pub fn delivery_with_attempts(d: &DeliveryRecord, attempts: &[AttemptRecord]) -> DeliveryDetail {
+    DeliveryDetail {
+        delivery: delivery(d),
+        attempts: attempts.iter().map(attempt).collect(),
+    }
 }
 
 /// `{"data": [...], "next_cursor": ...}`.
-pub fn page(data: Vec<Value>, next_after: Option<String>) -> Value {
-    json!({ "data": data, "next_cursor": next_after.map(|id| encode_cursor(&id)) })
+pub fn page<T>(data: Vec<T>, next_after: Option<String>) -> Page<T> {
+    Page {
+        data,
+        next_cursor: next_after.map(|id| encode_cursor(&id)),
+    }
 }
 
 /// Opaque cursor for an id.

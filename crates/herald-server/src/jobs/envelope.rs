@@ -1,10 +1,11 @@
 //! The fixed job webhook body (SPEC §5): the §2 envelope with `type` `job.progress`, `job.succeeded` or
-//! `job.failed` and `data` = the job.
+//! `job.failed` (or `job.cancelled`) and `data` = the job.
 
+use herald_api::jobs::{Job, JobWebhook};
 use herald_core::status::JobStatus;
 use herald_core::time::format_rfc3339_ms;
 use herald_store::JobRecord;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::blobs::ResultIndirect;
 
@@ -14,31 +15,25 @@ fn parsed(text: &Option<String>) -> Option<Value> {
 }
 
 /// The job as clients see it (API answers and webhook `data`).
-pub fn job_view(job: &JobRecord, indirect: Option<&ResultIndirect>) -> Value {
-    let mut v = json!({
-        "id": job.id,
-        "route": job.route,
-        "status": job.status.as_str(),
-        "progress": parsed(&job.progress),
-        "correlation_id": job.correlation_id,
-    });
-    if let Some(result) = parsed(&job.result) {
-        v["result"] = result;
+pub fn job_view(job: &JobRecord, indirect: Option<&ResultIndirect>) -> Job {
+    Job {
+        id: job.id.clone(),
+        route: job.route.clone(),
+        status: job.status,
+        progress: parsed(&job.progress),
+        correlation_id: job.correlation_id.clone(),
+        result: parsed(&job.result),
+        result_indirect: indirect.cloned(),
+        error: parsed(&job.error),
     }
-    if let Some(indirect) = indirect {
-        v["result_indirect"] = json!(indirect);
-    }
-    if let Some(error) = parsed(&job.error) {
-        v["error"] = error;
-    }
-    v
 }
 
 /// Webhook type for a job's state: progress while unfinished, else its outcome.
 pub fn webhook_type(status: JobStatus) -> &'static str {
     match status {
         JobStatus::Succeeded => "job.succeeded",
-        JobStatus::Failed | JobStatus::Cancelled => "job.failed",
+        JobStatus::Failed => "job.failed",
+        JobStatus::Cancelled => "job.cancelled",
         JobStatus::Accepted | JobStatus::Running => "job.progress",
     }
 }
@@ -50,13 +45,13 @@ pub fn webhook_body(
     indirect: Option<&ResultIndirect>,
     now_ms: i64,
 ) -> String {
-    json!({
-        "id": id,
-        "type": webhook_type(job.status),
-        "timestamp": format_rfc3339_ms(now_ms),
-        "data": job_view(job, indirect),
-    })
-    .to_string()
+    let body = JobWebhook {
+        id: id.to_string(),
+        kind: webhook_type(job.status).to_string(),
+        timestamp: format_rfc3339_ms(now_ms),
+        data: job_view(job, indirect),
+    };
+    serde_json::to_string(&body).expect("plain data serializes")
 }
 
 /// The message id of a job's completion webhook: fixed per job, so queuing it twice is detected.

@@ -1,6 +1,6 @@
 //! [`JobService`]: creating jobs, long-polling them, progress, completion (with offload), and the proxy call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +79,8 @@ pub struct JobService {
     metrics: Arc<crate::metrics::Metrics>,
     /// KiB of large results being received at once, across requests: bounds the memory they take.
     result_budget: Arc<tokio::sync::Semaphore>,
+    /// The proxy calls running on this node, by job id: a cancel abandons its job's call.
+    proxy_calls: std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 fn random() -> u128 {
@@ -118,6 +120,7 @@ impl JobService {
             max_result_bytes: settings.max_result_bytes,
             metrics,
             result_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
+            proxy_calls: Default::default(),
         }
     }
 
@@ -211,7 +214,10 @@ impl JobService {
             self.work_ready.notify_one();
         }
         if let Some(request) = new.upstream {
-            tokio::spawn(self.clone().run_proxy(job.clone(), new.route, request));
+            let call = tokio::spawn(self.clone().run_proxy(job.clone(), new.route, request));
+            let mut calls = self.proxy_calls.lock().expect("proxy calls");
+            calls.retain(|_, c| !c.is_finished());
+            calls.insert(job.id.clone(), call.abort_handle());
         }
         Ok(job)
     }
@@ -314,12 +320,48 @@ impl JobService {
                 done.error = Some(error.into_string());
             }
         }
+        self.finish(&job, done, indirect, now).await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`: end an unfinished job as cancelled. A proxy call running on this node
+    /// is abandoned (its connection dropped); one on another node finds the job ended and its answer is
+    /// discarded. The callback hears `job.cancelled`, like any other ending. Conflict if it already ended.
+    pub async fn cancel(&self, tenant_id: &str, id: &str) -> StoreResult<JobRecord> {
+        let job = self.store.get_job(tenant_id, id).await?;
+        if job.status.is_final() {
+            return Err(StoreError::Conflict(format!(
+                "job already {}",
+                job.status.as_str()
+            )));
+        }
+        let mut done = job.clone();
+        done.status = JobStatus::Cancelled;
+        done.error = Some(
+            json!({"kind": "cancelled", "message": "the job was cancelled through the API"})
+                .to_string(),
+        );
+        let completed = self.finish(&job, done, None, now_ms()).await?;
+        if let Some(call) = self.proxy_calls.lock().expect("proxy calls").remove(id) {
+            call.abort();
+        }
+        Ok(completed.job)
+    }
+
+    /// Store a job's ending (`done`), queue its webhook in the same commit, and tell whoever waits.
+    async fn finish(
+        &self,
+        job: &JobRecord,
+        done: JobRecord,
+        indirect: Option<ResultIndirect>,
+        now: i64,
+    ) -> StoreResult<Completed> {
+        let (tenant_id, id) = (job.tenant_id.as_str(), job.id.as_str());
         let webhook = match &job.webhook_url {
             Some(url) => {
                 let route = self.store.get_route(tenant_id, &job.route).await.ok();
                 let message_id = completion_message_id(id);
                 let body = webhook_body(&message_id, &done, indirect.as_ref(), now);
-                Some(self.outbound(&job, route.as_ref(), url, body, Some(message_id)))
+                Some(self.outbound(job, route.as_ref(), url, body, Some(message_id)))
             }
             None => None,
         };
@@ -344,13 +386,11 @@ impl JobService {
         } else {
             "notify"
         };
-        let status = if completed.job.status == JobStatus::Succeeded {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        self.metrics
-            .job_ended(mode, status, (now - job.created_ms).max(0) as f64 / 1000.0);
+        self.metrics.job_ended(
+            mode,
+            completed.job.status.as_str(),
+            (now - job.created_ms).max(0) as f64 / 1000.0,
+        );
         self.waiters.changed(id);
         if completed.webhook_queued {
             self.work_ready.notify_one();
@@ -395,7 +435,7 @@ impl JobService {
     }
 
     /// The job as the API shows it.
-    pub async fn view(&self, job: &JobRecord) -> Value {
+    pub async fn view(&self, job: &JobRecord) -> herald_api::jobs::Job {
         job_view(job, self.indirect(job).await.as_ref())
     }
 }

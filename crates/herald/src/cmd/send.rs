@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use herald_api::client::{Client, RequestOptions};
+use herald_api::events::{PublishInput, PublishReceipt};
 use herald_server::server::admin_token_path;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use super::StoreArgs;
 
@@ -64,58 +65,53 @@ fn token(args: &SendArgs) -> anyhow::Result<String> {
 
 /// Publish and print what Herald answered.
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
-    let payload: Value =
-        serde_json::from_str(&args.payload).context("the payload is not valid JSON")?;
+    let payload = serde_json::value::RawValue::from_string(args.payload.clone())
+        .context("the payload is not valid JSON")?;
     let token = token(&args)?;
-    let client = reqwest::Client::new();
-    let url = format!("{}/v1/events", args.server.trim_end_matches('/'));
+    let mut client = Client::new(&args.server, &token, args.concurrency.max(1))?;
+    if let Some(tenant) = &args.tenant {
+        client = client.for_tenant(tenant)?;
+    }
     let publish = {
-        let (client, url, token, tenant) = (
-            client.clone(),
-            url.clone(),
-            token.clone(),
-            args.tenant.clone(),
-        );
-        let (event_type, payload, key) = (
+        let (event_type, key, count) = (
             args.event_type.clone(),
-            payload.clone(),
             args.idempotency_key.clone(),
+            args.count,
         );
-        let count = args.count;
         Arc::new(move |n: u64| {
-            let mut body = serde_json::json!({ "event_type": event_type, "payload": payload });
-            if let Some(k) = &key {
-                body["idempotency_key"] = Value::from(if count > 1 {
-                    format!("{k}-{n}")
-                } else {
-                    k.clone()
-                });
-            }
-            let mut request = client.post(&url).bearer_auth(&token).json(&body);
-            if let Some(t) = &tenant {
-                request = request.header("x-herald-tenant", t);
-            }
+            let input = PublishInput {
+                event_type: event_type.clone(),
+                payload: payload.clone(),
+                idempotency_key: key.as_ref().map(|k| {
+                    if count > 1 {
+                        format!("{k}-{n}")
+                    } else {
+                        k.clone()
+                    }
+                }),
+            };
+            let client = client.clone();
             async move {
-                let response = request.send().await.context("cannot reach Herald")?;
-                let status = response.status();
-                let answer: Value = response.json().await.unwrap_or(Value::Null);
-                if !status.is_success() {
-                    anyhow::bail!("Herald answered {status}: {answer}");
-                }
-                Ok::<Value, anyhow::Error>(answer)
+                let published = client
+                    .publish(&input, &RequestOptions::default())
+                    .await
+                    .map_err(|e| match e.status() {
+                        Some(_) => anyhow::anyhow!("Herald answered {e}"),
+                        None => anyhow::anyhow!("cannot reach Herald: {e}"),
+                    })?;
+                Ok::<PublishReceipt, anyhow::Error>(published.receipt)
             }
         })
     };
     if args.count == 1 {
-        let answer = publish(0).await?;
+        let receipt = publish(0).await?;
         if args.json {
-            println!("{answer}");
+            println!("{}", serde_json::to_string(&receipt)?);
         } else {
-            let deliveries = answer["deliveries"].as_array().map(Vec::len).unwrap_or(0);
             println!(
                 "published {} ({} deliveries)",
-                answer["id"].as_str().unwrap_or("?"),
-                deliveries
+                receipt.id,
+                receipt.deliveries.len()
             );
         }
         return Ok(());

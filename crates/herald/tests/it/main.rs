@@ -4,6 +4,7 @@ mod api;
 mod breakers;
 mod cluster;
 mod compat;
+mod contract;
 mod crash;
 mod delivery;
 mod helpers;

@@ -23,7 +23,7 @@ pub async fn backlog(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     endpoints(ctx, &api, &receiver, BACKLOG_ENDPOINTS, "backlog").await?;
     let bar = ctx.bar("backlog", Some(events));
     bar.set_message("building (role api)");
-    let out = ctx.publish(&api, events, &bar).await;
+    let out = ctx.publish(&api, events, &bar).await?;
     bar.finish_and_clear();
     check(&out, "publishes")?;
     results.note_rss(api.peak_rss_mb());

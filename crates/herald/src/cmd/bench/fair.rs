@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::json;
 
 use super::latency::{now_us, start_receiver, Samples};
@@ -25,68 +24,39 @@ const B_RATE: u32 = 10;
 /// How long tenant B publishes, at least.
 const B_DURATION: Duration = Duration::from_secs(10);
 
-/// A client acting on `tenant` with the bench's admin token.
-fn tenant_client(ctx: &Ctx, tenant: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {}", ctx.token))?,
-    );
-    headers.insert("x-herald-tenant", HeaderValue::from_str(tenant)?);
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(ctx.concurrency)
-        .build()?)
-}
-
 /// `fair`: tenant B's p50/p95/p99 while tenant A drains [`FAIR_BACKLOG`] deliveries.
 pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let arrivals: Samples = Arc::default();
     let (receiver, receiver_task) = start_receiver(arrivals.clone()).await?;
     let dir = TempDir::new("fair")?;
     let server = ctx.server(&dir, "all").await?;
+    let admin = ctx.api(&server)?;
     for tenant in ["tenant-a", "tenant-b"] {
-        load::post_json(
-            &ctx.client,
-            &format!("{}/v1/tenants", server.base),
-            &json!({ "id": tenant }),
-            201,
-        )
-        .await
-        .with_context(|| format!("creating {tenant}"))?;
+        admin
+            .create_tenant(tenant)
+            .await
+            .with_context(|| format!("creating {tenant}"))?;
     }
     let (a, b) = (
-        tenant_client(ctx, "tenant-a")?,
-        tenant_client(ctx, "tenant-b")?,
+        admin.clone().for_tenant("tenant-a")?,
+        admin.for_tenant("tenant-b")?,
     );
-    let endpoints = format!("{}/v1/endpoints", server.base);
     for i in 0..FAIR_ENDPOINTS {
-        let body = json!({ "url": format!("{receiver}/a/{i}") });
-        load::post_json(&a, &endpoints, &body, 201).await?;
+        load::create_endpoint(&a, &format!("{receiver}/a/{i}"), None).await?;
     }
-    load::post_json(
-        &b,
-        &endpoints,
-        &json!({ "url": format!("{receiver}/b") }),
-        201,
-    )
-    .await?;
+    load::create_endpoint(&b, &format!("{receiver}/b"), None).await?;
 
     let bar = ctx.bar("fair", None);
     bar.set_message("tenant A builds its backlog");
     let events = FAIR_BACKLOG / FAIR_ENDPOINTS;
-    let url = format!("{}/v1/events", server.base);
-    let (client, publish_url) = (a.clone(), url.clone());
+    let client = a.clone();
     let out = load::closed_loop(
         ctx.concurrency,
         Stop::Count(events),
         Arc::new(Counters::default()),
         move |i| {
-            let (client, url) = (client.clone(), publish_url.clone());
-            async move {
-                let body = json!({ "event_type": "fair.a", "payload": { "n": i } });
-                load::post_ok(&client, &url, &body).await
-            }
+            let client = client.clone();
+            async move { load::publish_ok(&client, "fair.a", &json!({ "n": i })).await }
         },
     )
     .await;
@@ -95,11 +65,10 @@ pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     bar.set_message("tenant B publishes every 100 ms");
     let duration = ctx.duration.max(B_DURATION);
     let b_out = load::fixed_rate(B_RATE, duration, Arc::new(Counters::default()), move |i| {
-        let (client, url) = (b.clone(), url.clone());
+        let client = b.clone();
         async move {
-            let body =
-                json!({ "event_type": "fair.b", "payload": { "n": i, "sent_us": now_us() } });
-            load::post_ok(&client, &url, &body).await
+            let payload = json!({ "n": i, "sent_us": now_us() });
+            load::publish_ok(&client, "fair.b", &payload).await
         }
     })
     .await;

@@ -81,17 +81,17 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let total = (ctx.rate as f64 * ctx.duration.as_secs_f64()).round() as u64;
     let bar = ctx.bar("latency", Some(total));
     bar.set_message(format!("{} events/s", ctx.rate));
-    let (client, url) = (ctx.client.clone(), format!("{}/v1/events", server.base));
+    let client = ctx.api(&server)?;
     let counters = Arc::new(Counters::default());
     let progress = bar.clone();
     let started = Instant::now();
     let out = load::fixed_rate(ctx.rate, ctx.duration, counters, move |i| {
-        let (client, url) = (client.clone(), url.clone());
+        let client = client.clone();
         progress.set_position(i);
         async move {
             // The send time is taken when the request is about to go out, not when it was scheduled.
-            let body = json!({ "event_type": "bench.latency", "payload": { "n": i, "sent_us": now_us() } });
-            load::post_ok(&client, &url, &body).await
+            let payload = json!({ "n": i, "sent_us": now_us() });
+            load::publish_ok(&client, "bench.latency", &payload).await
         }
     })
     .await;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use herald_api::client::{Client, RequestOptions};
+use herald_api::endpoints::EndpointInput;
+use herald_api::events::PublishInput;
 use serde_json::Value;
 
 /// A keep-alive HTTP/1.1 client sized for `concurrency` connections, with the bench's bearer token.
@@ -150,6 +153,40 @@ where
     }
 }
 
+/// Publish one event through the typed API client; whether Herald accepted it.
+pub async fn publish_ok(client: &Client, event_type: &str, payload: &Value) -> bool {
+    let Ok(payload) = serde_json::value::to_raw_value(payload) else {
+        return false;
+    };
+    let input = PublishInput {
+        event_type: event_type.to_string(),
+        payload,
+        idempotency_key: None,
+    };
+    client
+        .publish(&input, &RequestOptions::default())
+        .await
+        .is_ok()
+}
+
+/// Create an endpoint delivering to `url` (default settings unless `max_in_flight`); its id.
+pub async fn create_endpoint(
+    client: &Client,
+    url: &str,
+    max_in_flight: Option<u32>,
+) -> anyhow::Result<String> {
+    let input = EndpointInput {
+        url: Some(url.to_string()),
+        max_in_flight,
+        ..EndpointInput::default()
+    };
+    let endpoint = client
+        .create_endpoint(&input)
+        .await
+        .map_err(|e| anyhow!("creating an endpoint for {url}: {e}"))?;
+    Ok(endpoint.id)
+}
+
 /// POST JSON and return whether the answer was 2xx.
 pub async fn post_ok(client: &reqwest::Client, url: &str, body: &Value) -> bool {
     match client.post(url).json(body).send().await {
@@ -161,22 +198,6 @@ pub async fn post_ok(client: &reqwest::Client, url: &str, body: &Value) -> bool 
         }
         Err(_) => false,
     }
-}
-
-/// POST JSON, require `want` as the status, and return the JSON answer.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    want: u16,
-) -> anyhow::Result<Value> {
-    let resp = client.post(url).json(body).send().await?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    if status != want {
-        bail!("POST {url} answered {status}, expected {want}: {text}");
-    }
-    serde_json::from_str(&text).map_err(|e| anyhow!("POST {url}: bad JSON answer: {e}"))
 }
 
 /// GET JSON (any 2xx).

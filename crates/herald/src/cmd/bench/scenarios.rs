@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use herald_api::client::Client;
 use herald_store::postgres::test_db::{create_on, TestDatabase};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::load::{self, Counters, Stop};
 use super::processes::{self, Child, ServerSpec, TempDir};
@@ -105,6 +106,11 @@ impl Ctx {
         Ok(url)
     }
 
+    /// The typed API client of `server`, with the bench's admin token and a connection per task.
+    pub fn api(&self, server: &Child) -> anyhow::Result<Client> {
+        Ok(Client::new(&server.base, &self.token, self.concurrency)?)
+    }
+
     /// Create an endpoint delivering to `url`; returns its id.
     pub async fn endpoint(
         &self,
@@ -112,24 +118,17 @@ impl Ctx {
         url: &str,
         max_in_flight: Option<u32>,
     ) -> anyhow::Result<String> {
-        let mut body = json!({ "url": url });
-        if let Some(m) = max_in_flight {
-            body["max_in_flight"] = json!(m);
-        }
-        let ep = load::post_json(
-            &self.client,
-            &format!("{}/v1/endpoints", server.base),
-            &body,
-            201,
-        )
-        .await?;
-        Ok(ep["id"].as_str().unwrap_or_default().to_string())
+        load::create_endpoint(&self.api(server)?, url, max_in_flight).await
     }
 
     /// Publish `n` events from `concurrency` tasks, the bar following along.
-    pub async fn publish(&self, server: &Child, n: u64, bar: &ProgressBar) -> load::Outcome {
-        let url = format!("{}/v1/events", server.base);
-        let client = self.client.clone();
+    pub async fn publish(
+        &self,
+        server: &Child,
+        n: u64,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<load::Outcome> {
+        let client = self.api(server)?;
         let counters = Arc::new(Counters::default());
         let ticker = follow(bar.clone(), counters.clone());
         let out = load::closed_loop(
@@ -137,16 +136,13 @@ impl Ctx {
             Stop::Count(n),
             counters,
             move |i| {
-                let (client, url) = (client.clone(), url.clone());
-                async move {
-                    let body = json!({ "event_type": "bench.tick", "payload": { "n": i } });
-                    load::post_ok(&client, &url, &body).await
-                }
+                let client = client.clone();
+                async move { load::publish_ok(&client, "bench.tick", &json!({ "n": i })).await }
             },
         )
         .await;
         ticker.abort();
-        out
+        Ok(out)
     }
 }
 
@@ -249,7 +245,7 @@ pub async fn ingest(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let server = ctx.server(&dir, "all").await?;
     let bar = ctx.bar("ingest", Some(ctx.events));
     bar.set_message("publishing, no endpoints");
-    let out = ctx.publish(&server, ctx.events, &bar).await;
+    let out = ctx.publish(&server, ctx.events, &bar).await?;
     bar.finish_and_clear();
     results.note_rss(server.peak_rss_mb());
     check(&out, "publishes")?;
@@ -277,7 +273,7 @@ async fn publish_and_drain(
         wait_received(ctx, &mut *receiver, expected, &bar)
     );
     bar.finish_and_clear();
-    check(&out, "publishes")?;
+    check(&out?, "publishes")?;
     drained?;
     Ok(expected as f64 / start.elapsed().as_secs_f64())
 }
@@ -322,17 +318,12 @@ pub async fn endpoints(
 ) -> anyhow::Result<()> {
     let bar = ctx.bar(label, Some(n));
     bar.set_message("creating endpoints");
-    let (client, api, target) = (
-        ctx.client.clone(),
-        format!("{}/v1/endpoints", server.base),
-        format!("{}/{label}", receiver.base),
-    );
+    let (client, target) = (ctx.api(server)?, format!("{}/{label}", receiver.base));
     let counters = Arc::new(Counters::default());
     let ticker = follow(bar.clone(), counters.clone());
     let out = load::closed_loop(ctx.concurrency, Stop::Count(n), counters, move |i| {
-        let (client, api) = (client.clone(), api.clone());
-        let body: Value = json!({ "url": format!("{target}/{i}") });
-        async move { load::post_ok(&client, &api, &body).await }
+        let (client, url) = (client.clone(), format!("{target}/{i}"));
+        async move { load::create_endpoint(&client, &url, None).await.is_ok() }
     })
     .await;
     ticker.abort();
