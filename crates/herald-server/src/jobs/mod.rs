@@ -6,6 +6,7 @@
 //! long-polling and receives the final status. The store decides this atomically with the completion (the
 //! job's `waiter_until_ms`), and a long poll that ends without the final status releases its claim first.
 
+mod ending;
 pub mod envelope;
 mod long_poll;
 mod proxy;
