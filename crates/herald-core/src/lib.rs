@@ -18,6 +18,7 @@
 //! - [`event_type`]: event type names and subscription filters.
 //! - [`trace`]: W3C `traceparent` parsing and continuation.
 //! - [`rate`]: a token bucket for rate limits.
+//! - [`stats`]: attempt statistics: latency histograms and their percentiles.
 
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod rate;
 pub mod retry;
 pub mod signing;
+pub mod stats;
 pub mod status;
 pub mod time;
 pub mod trace;

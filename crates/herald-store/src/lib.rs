@@ -19,12 +19,14 @@ pub mod postgres;
 pub mod query;
 mod sql;
 pub mod sqlite;
+pub mod stats;
 mod store;
 
 pub use error::StoreError;
 pub use jobs_model::*;
 pub use model::*;
 pub use query::*;
+pub use stats::{OldestOutstanding, Outstanding};
 pub use store::Store;
 
 /// The tenant that always exists.

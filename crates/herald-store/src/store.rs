@@ -276,6 +276,19 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs there are of each status, across tenants.
     async fn count_jobs(&self) -> StoreResult<Vec<(String, u64)>>;
 
+    /// Tenant's attempt statistics per minute in `[since_ms, until_ms)`, of one endpoint or of all its
+    /// endpoints together, ascending; minutes without attempts are left out.
+    async fn attempt_minutes(
+        &self,
+        tenant_id: &str,
+        endpoint_id: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Vec<(i64, herald_core::stats::Tally)>>;
+    /// Tenant's deliveries not yet done (and its dead letters), each status counted up to `cap`, and the
+    /// oldest one waiting.
+    async fn outstanding(&self, tenant_id: &str, cap: u64) -> StoreResult<crate::Outstanding>;
+
     // ---- endpoint health ----
 
     /// The stored circuit breakers of a tenant's endpoints among `ids`; an endpoint left out has a closed

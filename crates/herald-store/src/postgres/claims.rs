@@ -308,7 +308,8 @@ pub async fn record_attempts(store: &PostgresStore, results: &[AttemptResult]) -
     }
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    super::records::record_in(&tx, &store.ids, results).await?;
+    let stats = super::records::record_in(&tx, &store.ids, results).await?;
+    super::stats::add(&tx, &stats).await?;
     tx.commit().await.map_err(pg_error)
 }
 
@@ -322,9 +323,10 @@ pub async fn record_and_claim(
 ) -> StoreResult<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    super::records::record_in(&tx, &store.ids, results).await?;
+    let stats = super::records::record_in(&tx, &store.ids, results).await?;
     let claim = claim_in(&tx, request).await?;
     let _ = claimed.send(claim);
+    super::stats::add(&tx, &stats).await?;
     tx.commit().await.map_err(pg_error)
 }
 
@@ -374,6 +376,9 @@ pub async fn purge_finished(
              SELECT COUNT(*) FROM gone",
             &[&failed_before, &others_before, &(batch as i64)],
         )
+        .await
+        .map_err(pg_error)?;
+    c.execute(crate::stats::PURGE_STATS, &[&others_before])
         .await
         .map_err(pg_error)?;
     Ok(get::<i64>(&row, 0)? as u64)

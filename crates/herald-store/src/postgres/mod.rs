@@ -19,6 +19,7 @@ mod publish;
 mod records;
 mod rows;
 mod schema;
+mod stats;
 mod store_impl;
 mod tenants;
 pub mod test_db;

@@ -2,22 +2,25 @@
 
 use deadpool_postgres::Transaction;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::rows::get;
 use super::{pg_error, IdSource};
 use crate::error::StoreResult;
 use crate::model::*;
+use crate::stats::{self, StatsRow};
 
 /// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
 /// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
+/// Returns their statistics, for the caller to add ([`super::stats::add`]) just before it commits, so
+/// that the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
 pub async fn record_in(
     tx: &Transaction<'_>,
     ids_source: &IdSource,
     results: &[AttemptResult],
-) -> StoreResult<()> {
+) -> StoreResult<Vec<StatsRow>> {
     if results.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ids: Vec<&str> = results.iter().map(|r| r.delivery_id.as_str()).collect();
     let owners: Vec<&str> = results.iter().map(|r| r.owner.as_str()).collect();
@@ -87,7 +90,8 @@ pub async fn record_in(
              due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
                          $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
-             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' RETURNING d.id",
+             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' \
+             RETURNING d.id, d.tenant_id, COALESCE(d.endpoint_id, '')",
         )
         .await
         .map_err(pg_error)?;
@@ -100,12 +104,15 @@ pub async fn record_in(
         )
         .await
         .map_err(pg_error)?;
-    if results.iter().all(|r| r.health.is_none()) {
-        return Ok(());
-    }
-    let mut advanced = HashSet::with_capacity(moved.len());
+    let mut moved_to = BTreeMap::new();
     for row in &moved {
-        advanced.insert(get::<String>(row, 0)?);
+        moved_to.insert(get::<String>(row, 0)?, (get(row, 1)?, get(row, 2)?));
     }
-    super::health::apply(tx, ids_source, results, &advanced).await
+    let rows = stats::rows_for(results, &moved_to);
+    if results.iter().all(|r| r.health.is_none()) {
+        return Ok(rows);
+    }
+    let advanced: HashSet<String> = moved_to.into_keys().collect();
+    super::health::apply(tx, ids_source, results, &advanced).await?;
+    Ok(rows)
 }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::sql::DISPATCH_KEYS_MIGRATION),
     (6, crate::sql::TRACE_MIGRATION),
     (7, crate::sql::JOBS_BY_TENANT_MIGRATION),
+    (8, crate::stats::STATS_MIGRATION),
 ];
 
 const JOBS: &str = r#"

@@ -519,4 +519,23 @@ impl Store for PostgresStore {
         self.timed(async { claims::stats(&self.client().await?, now_ms).await })
             .await
     }
+
+    async fn attempt_minutes(
+        &self,
+        tenant_id: &str,
+        endpoint_id: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Vec<(i64, herald_core::stats::Tally)>> {
+        self.timed(async {
+            let client = self.client().await?;
+            super::stats::minutes(&client, tenant_id, endpoint_id, since_ms, until_ms).await
+        })
+        .await
+    }
+
+    async fn outstanding(&self, tenant_id: &str, cap: u64) -> StoreResult<crate::Outstanding> {
+        self.timed(async { super::stats::outstanding(&self.client().await?, tenant_id, cap).await })
+            .await
+    }
 }

@@ -1,8 +1,8 @@
 //! The delivery engine's side of the store: leasing due work, recording attempts, releasing leases, purging.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::writer::WriteCtx;
 use crate::claiming::{
@@ -10,6 +10,7 @@ use crate::claiming::{
 };
 use crate::error::StoreResult;
 use crate::model::*;
+use crate::stats;
 
 /// Parks a delivery (no due time) while its endpoint is disabled; enabling the endpoint makes it due again.
 const PARK: &str = "UPDATE deliveries SET \
@@ -203,8 +204,10 @@ pub fn record_attempts(ctx: &mut WriteCtx, results: &[AttemptResult]) -> StoreRe
     let mut advance = conn.prepare_cached(
         "UPDATE deliveries SET status = ?3, attempt_count = ?4, count_4xx = count_4xx + ?5, due_ms = ?6, \
          lease_owner = NULL, last_status_code = ?7, last_error = ?8, updated_ms = ?9 \
-         WHERE id = ?1 AND lease_owner = ?2 AND status = 'in_progress'",
+         WHERE id = ?1 AND lease_owner = ?2 AND status = 'in_progress' \
+         RETURNING tenant_id, COALESCE(endpoint_id, '')",
     )?;
+    let mut moved_to = BTreeMap::new();
     for r in results {
         let a = &r.attempt;
         insert.execute(params![
@@ -222,22 +225,29 @@ pub fn record_attempts(ctx: &mut WriteCtx, results: &[AttemptResult]) -> StoreRe
             NextState::RetryAt(at) => ("retrying", Some(at)),
             NextState::Failed => ("failed", None),
         };
-        let moved = advance.execute(params![
-            r.delivery_id,
-            r.owner,
-            status,
-            a.number,
-            r.was_4xx as i64,
-            due_ms,
-            a.status_code,
-            a.error,
-            r.now_ms
-        ])?;
-        if moved > 0 {
+        let moved: Option<(String, String)> = advance
+            .query_row(
+                params![
+                    r.delivery_id,
+                    r.owner,
+                    status,
+                    a.number,
+                    r.was_4xx as i64,
+                    due_ms,
+                    a.status_code,
+                    a.error,
+                    r.now_ms
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some(key) = moved {
             advanced.insert(r.delivery_id.as_str());
+            moved_to.insert(r.delivery_id.clone(), key);
         }
     }
     drop((insert, advance));
+    super::stats::add(conn, &stats::rows_for(results, &moved_to))?;
     super::health::apply(ctx, results, &advanced)
 }
 
@@ -290,6 +300,8 @@ pub fn purge_finished(
         del_attempts.execute([id])?;
         del_delivery.execute([id])?;
     }
+    conn.prepare_cached(stats::PURGE_STATS)?
+        .execute([others_before_ms])?;
     Ok(ids.len() as u64)
 }
 

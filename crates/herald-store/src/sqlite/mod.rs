@@ -13,6 +13,7 @@ pub(crate) mod jobs;
 mod publish;
 pub(crate) mod rows;
 mod schema;
+mod stats;
 mod store_impl;
 mod tenants;
 mod writer;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{claims, deliveries, endpoints, jobs, publish, tenants, SqliteStore};
+use super::{claims, deliveries, endpoints, jobs, publish, stats, tenants, SqliteStore};
 use crate::error::StoreResult;
 use crate::jobs_model::*;
 use crate::model::*;
@@ -508,5 +508,25 @@ impl Store for SqliteStore {
 
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
         self.read(move |conn| claims::stats(conn, now_ms)).await
+    }
+
+    async fn attempt_minutes(
+        &self,
+        tenant_id: &str,
+        endpoint_id: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<Vec<(i64, herald_core::stats::Tally)>> {
+        let (tenant_id, endpoint_id) = (tenant_id.to_string(), endpoint_id.map(str::to_string));
+        self.read(move |conn| {
+            stats::minutes(conn, &tenant_id, endpoint_id.as_deref(), since_ms, until_ms)
+        })
+        .await
+    }
+
+    async fn outstanding(&self, tenant_id: &str, cap: u64) -> StoreResult<crate::Outstanding> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |conn| stats::outstanding(conn, &tenant_id, cap))
+            .await
     }
 }

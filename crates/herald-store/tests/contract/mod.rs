@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod operator;
 pub mod publish;
 pub mod scheduling;
+pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -64,6 +65,8 @@ macro_rules! contract_tests {
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
             attempts::record_attempts,
+            stats::results_are_tallied_per_endpoint_and_minute,
+            stats::outstanding_counts_are_capped_and_name_the_oldest,
             breakers::a_run_of_failures_opens_the_breaker_and_stops_claims,
             breakers::a_half_open_breaker_sends_one_probe,
             breakers::results_written_twice_count_once,
