@@ -114,3 +114,16 @@ pub struct DeliveryQuery {
     /// Cleanup: only deliveries that last changed at least this many days ago.
     pub older_than_days: Option<u32>,
 }
+
+/// Query of an endpoint's delivery log (`GET /v1/endpoints/{id}/attempts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryLogQuery {
+    /// Only deliveries with this status: pending, in_progress, retrying, delivered, failed or cancelled.
+    pub status: Option<String>,
+    /// Deliveries per page, 1-250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}

@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod routes;
+pub mod stats;
 pub mod tenants;
 
 #[cfg(feature = "client")]

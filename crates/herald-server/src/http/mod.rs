@@ -3,7 +3,9 @@
 pub mod auth;
 mod compat_broker;
 mod compat_status;
+mod dashboard;
 mod deliveries;
+mod delivery_log;
 mod endpoints;
 pub mod error;
 mod events;
@@ -13,6 +15,7 @@ mod jobs;
 pub mod metrics;
 mod openapi;
 pub mod routes;
+mod stats;
 mod tenants;
 pub mod views;
 
@@ -74,6 +77,8 @@ fn always_routes() -> OpenApiRouter<AppState> {
 /// documented in [`openapi`].
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::asset))
         .routes(routes!(tenants::create, tenants::list))
         .routes(routes!(tenants::create_token, tenants::list_tokens))
         .routes(routes!(tenants::revoke_token))
@@ -84,6 +89,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(endpoints::replay))
         .routes(routes!(endpoints::recover))
+        .routes(routes!(delivery_log::list))
+        .routes(routes!(stats::get))
         .routes(routes!(events::publish))
         .routes(routes!(events::get))
         .routes(routes!(

@@ -31,7 +31,9 @@ use crate::app::AppState;
         (name = "jobs", description = "Asynchronous operations (seeds 000 and 001)"),
         (name = "routes", description = "Where jobs' work goes"),
         (name = "tenants", description = "Tenants and their API tokens (admin, or the tenant itself)"),
+        (name = "stats", description = "Delivery statistics over time"),
         (name = "health", description = "Liveness, health and metrics"),
+        (name = "dashboard", description = "The web dashboard, served by every node that serves the API"),
         (name = "seed 002: broker", description = "Register (event name, URL) and trigger events"),
         (name = "seed 003: webhook status", description = "The webhook status API"),
     )

@@ -6,6 +6,7 @@ mod cluster;
 mod compat;
 mod contract;
 mod crash;
+mod dashboard;
 mod delivery;
 mod helpers;
 mod hostile_input;
