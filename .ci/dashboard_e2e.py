@@ -201,6 +201,20 @@ def main():
         wait_for("the retried delivery's second attempt",
                  lambda: len(delivery_status(origin, dead_id)["attempts"]) >= 2)
 
+        # Bulk retry of the endpoint's failed deliveries since an hour ago, once the retried one failed again.
+        wait_for("the retried delivery to fail again", lambda: delivery_status(origin, dead_id)["status"] == "failed")
+        attempts_before = len(delivery_status(origin, dead_id)["attempts"])
+        driver.refresh()
+        form = wait.until(ec.presence_of_element_located(
+            (By.CSS_SELECTOR, "form[aria-label='Retry failed deliveries since a time']")))
+        Select(form.find_element(By.TAG_NAME, "select")).select_by_value(failing["id"])
+        since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
+        driver.execute_script("arguments[0].value = arguments[1]", form.find_element(By.TAG_NAME, "input"), since)
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "notices"), "1 failed deliveries queued again"))
+        wait_for("the bulk-retried delivery's next attempt",
+                 lambda: len(delivery_status(origin, dead_id)["attempts"]) > attempts_before)
+
         # One delivery's page: attempts, headers sent, payload.
         driver.get(f"{origin}/#/deliveries/{dead_id}")
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "receiver exploded"))
@@ -213,6 +227,14 @@ def main():
         box.send_keys(event_id)
         driver.find_element(By.XPATH, "//button[text()='Search']").click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "main"), "invoice.paid"))
+
+        # Readable on a phone: nothing wider than the screen but the tables, which scroll in their own box.
+        driver.set_window_size(390, 844)
+        driver.get(origin + "/#/outstanding")
+        wait.until(ec.presence_of_element_located((By.ID, "outstanding-status")))
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page is {overflow} px wider than a phone's screen"
+        driver.set_window_size(1280, 800)
 
         # Sign out forgets the token.
         driver.find_element(By.XPATH, "//button[text()='Sign out']").click()

@@ -1,7 +1,7 @@
 // Outstanding deliveries (seed 000's audit record: attempts, next retry) with Cancel and Retry, and one
 // delivery: its payload, the headers it is sent with, and every attempt.
 import { api, query } from "../api.js";
-import { badge, fill, h, ms, notice, table, when } from "../dom.js";
+import { badge, field, fill, h, ms, notice, table, when } from "../dom.js";
 import { failingNote, pager, statusFilter } from "./endpoints.js";
 
 const OUTSTANDING = ["retrying", "pending", "in_progress", "failed"];
@@ -27,10 +27,42 @@ export function actions(d, done) {
   return h("div", { class: "actions" }, buttons);
 }
 
+/** Bulk retry: every failed delivery of one endpoint created since a time gets a fresh retry cycle. */
+function bulkRetry(endpoints, done) {
+  const endpoint = h(
+    "select",
+    { required: true },
+    endpoints.map((e) => h("option", { value: e.id }, e.description ? `${e.description} (${e.url})` : e.url)),
+  );
+  const since = h("input", { type: "datetime-local", required: true });
+  const form = h(
+    "form",
+    { class: "panel", "aria-label": "Retry failed deliveries since a time" },
+    h("h2", {}, "Retry failed deliveries"),
+    field("Endpoint", endpoint),
+    field("Created since", since),
+    h("button", { type: "submit" }, "Retry failed deliveries"),
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const iso = new Date(since.value).toISOString();
+      const path = `/v1/endpoints/${encodeURIComponent(endpoint.value)}/recover${query({ since: iso })}`;
+      const answer = await api("POST", path);
+      notice(`${answer.recovered} failed deliveries queued again.`);
+      await done();
+    } catch (err) {
+      notice(err.message, "error");
+    }
+  });
+  return form;
+}
+
 export async function outstanding() {
   let status = "retrying";
   let cursor = null;
   const list = h("section", { "aria-label": "Outstanding deliveries" });
+  const endpoints = await api("GET", "/v1/endpoints?limit=250");
   const element = h(
     "div",
     {},
@@ -38,6 +70,7 @@ export async function outstanding() {
     h("p", {}, "Deliveries not yet done, and the dead letters (failed), with their attempts and next retry."),
     statusFilter("outstanding-status", (s) => ((status = s), (cursor = null), refresh()), OUTSTANDING),
     list,
+    endpoints.data.length ? bulkRetry(endpoints.data, () => refresh()) : null,
   );
   async function refresh() {
     const [page, endpoints] = await Promise.all([
