@@ -18,6 +18,7 @@
 //! - [`event_type`]: event type names and subscription filters.
 //! - [`trace`]: W3C `traceparent` parsing and continuation.
 //! - [`rate`]: a token bucket for rate limits.
+//! - [`pacing`]: an endpoint's request rate across nodes, from one stored time.
 //! - [`stats`]: attempt statistics: latency histograms and their percentiles.
 
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod event_type;
 pub mod failure_rate;
 pub mod ids;
+pub mod pacing;
 pub mod rate;
 pub mod retry;
 pub mod signing;

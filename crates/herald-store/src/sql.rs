@@ -90,8 +90,10 @@ pub const WALK_KEYS: &str = "WITH RECURSIVE walk(key, n) AS ( \
               ORDER BY d.dispatch_key LIMIT 1), walk.n + 1 \
       FROM walk WHERE walk.key IS NOT NULL AND walk.n < $2) \
     SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
-           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END \
+           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
+           kp.next_send_ms \
     FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
+    LEFT JOIN key_pacing kp ON kp.key = w.key \
     WHERE w.key IS NOT NULL ORDER BY w.n";
 
 /// Migration 5: per-dispatch-key state, one row per endpoint that has been attempted: its circuit breaker
@@ -119,6 +121,17 @@ CREATE TABLE dispatch_keys (
 );
 CREATE INDEX dispatch_keys_open ON dispatch_keys (probe_ms) WHERE circuit = 'open';
 ";
+
+/// Migration 9: pacing, per paced dispatch key: when its next request is due if its requests went out
+/// evenly at its endpoint's `rate_limit_per_s` (see `herald_core::pacing`). Apart from `dispatch_keys`
+/// because only claims write it, under the claim lock, while recorders lock `dispatch_keys` rows before
+/// they claim: one table written in both orders could deadlock.
+pub const PACING_MIGRATION: &str =
+    "CREATE TABLE key_pacing (key TEXT PRIMARY KEY, next_send_ms BIGINT NOT NULL);";
+
+/// Store key `$1`'s pacing time `$2`.
+pub const SET_NEXT_SEND: &str = "INSERT INTO key_pacing (key, next_send_ms) VALUES ($1, $2) \
+    ON CONFLICT (key) DO UPDATE SET next_send_ms = excluded.next_send_ms";
 
 /// Migration 6: the W3C trace context of events and jobs.
 pub const TRACE_MIGRATION: &str = "
@@ -275,6 +288,7 @@ mod tests {
         super::CIRCUIT_COUNTS,
         super::FORGET_DISPATCH_KEY,
         super::RECOVER_ENDPOINT,
+        super::SET_NEXT_SEND,
     ];
 
     #[test]

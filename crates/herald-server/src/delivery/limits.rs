@@ -1,5 +1,8 @@
-//! Per-dispatch-key (endpoint) request pacing on this node. In-flight limits are not kept here: the store
-//! counts leases per key across every node, and a claim never leases more than a key's free slots.
+//! Per-dispatch-key (endpoint) request spacing on this node. Limits are not kept here: the store counts
+//! leases per key across every node, and a claim never leases more than a key's free slots or more than its
+//! `rate_limit_per_s` allows at once (its stored pacing time, `herald_core::pacing`). What a claim leases
+//! for a paced key (at most one second's worth) is spaced out here, so a receiver sees requests evenly
+//! rather than in bursts; the wait is under a second, far inside the lease.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -162,6 +162,31 @@ impl CandidateRow {
     }
 }
 
+/// The pacing times to store after a claim: for each paced key that was given leases, its time moved on
+/// by what it was given (`read`: each paced key's time as the claim read it), sorted by key.
+pub fn pacing_writes(
+    leased: &[(ClaimedDelivery, i64)],
+    read: &HashMap<String, Option<i64>>,
+    now_ms: i64,
+) -> Vec<(String, i64)> {
+    let mut taken: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for (d, _) in leased {
+        if let Some(rate) = d.rate_limit_per_s {
+            taken.entry(d.dispatch_key.as_str()).or_insert((rate, 0)).1 += 1;
+        }
+    }
+    taken
+        .into_iter()
+        .map(|(key, (rate, n))| {
+            let before = read.get(key).copied().flatten();
+            (
+                key.to_string(),
+                herald_core::pacing::advance(rate, before, now_ms, n),
+            )
+        })
+        .collect()
+}
+
 /// Choose, in the order read (key by key, each key's oldest first), the rows that fit their key's limit
 /// (`in_flight`: unexpired leases per key), up to `limit`; rows whose endpoint is gone or disabled are set
 /// aside.

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use herald_core::pacing;
+
 use super::to_u32;
 
 /// Most dispatch keys one claim visits. A claim that stops short says so ([`Claim::more`]) and the next one
@@ -24,6 +26,10 @@ pub struct KeyDue {
     pub max_in_flight: Option<i64>,
     /// While its circuit breaker is open: when the next probe may be sent.
     pub probe_ms: Option<i64>,
+    /// Its endpoint's `rate_limit_per_s`, if it has one.
+    pub rate_limit_per_s: Option<i64>,
+    /// Its stored pacing time (see [`herald_core::pacing`]).
+    pub next_send_ms: Option<i64>,
 }
 
 impl KeyDue {
@@ -274,7 +280,11 @@ pub fn due_shares(
         .filter_map(|k| {
             let max = key_limit(k, default_max_in_flight);
             let used = in_flight.get(&k.key).copied().unwrap_or(0);
-            let free = max.saturating_sub(used) as usize;
+            let mut free = max.saturating_sub(used) as usize;
+            if let Some(rate) = k.rate_limit_per_s {
+                let allowed = pacing::allowance(to_u32(rate), k.next_send_ms, now_ms);
+                free = free.min(allowed as usize);
+            }
             (free > 0).then(|| KeyShare {
                 key: k.key.clone(),
                 free,
@@ -295,6 +305,8 @@ mod tests {
             min_due_ms: 0,
             max_in_flight: Some(4),
             probe_ms: None,
+            rate_limit_per_s: None,
+            next_send_ms: None,
         }
     }
 
@@ -364,6 +376,24 @@ mod tests {
         gathered.read(&mut shares[1], 4, b);
         // Three slots are left, and only "b" may have more rows.
         assert_eq!(gathered.next_round(&shares).unwrap(), vec![0, 7]);
+    }
+
+    #[test]
+    fn a_paced_key_gets_no_more_than_its_rate_allows_now() {
+        let paced = |next_send_ms| KeyDue {
+            rate_limit_per_s: Some(2),
+            next_send_ms,
+            ..key("a")
+        };
+        let fresh = due_shares(&[paced(None)], &HashMap::new(), 10_000, 16);
+        assert_eq!(
+            fresh[0].free, 2,
+            "one second's worth, under max_in_flight 4"
+        );
+        let spent = due_shares(&[paced(Some(11_000))], &HashMap::new(), 10_000, 16);
+        assert!(spent.is_empty(), "its next second is taken");
+        let half = due_shares(&[paced(Some(10_500))], &HashMap::new(), 10_000, 16);
+        assert_eq!(half[0].free, 1);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_keys, due_shares, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk, Selection,
-    CANDIDATE_COLUMNS,
+    due_keys, due_shares, pacing_writes, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk,
+    Selection, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -73,47 +73,55 @@ async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<Ke
                 min_due_ms,
                 max_in_flight: get(row, 2)?,
                 probe_ms: get(row, 3)?,
+                rate_limit_per_s: get(row, 4)?,
+                next_send_ms: get(row, 5)?,
             });
         }
     }
     Ok(out)
 }
 
-/// Unexpired leases per dispatch key, for `keys`, across the cluster, and the probe times of those whose
-/// breaker is open. Read under the claim lock: the walk's view of the breakers may predate a commit that
-/// opened one.
-async fn leases_per_key(
-    tx: &Transaction<'_>,
-    keys: &[&str],
-    now_ms: i64,
-) -> StoreResult<(HashMap<String, u32>, HashMap<String, i64>)> {
-    let (mut in_flight, mut probes) = (HashMap::new(), HashMap::new());
+/// What a claim must read under the claim lock for `keys`: their unexpired leases across the cluster,
+/// the probe times of those whose breaker is open and the pacing times of paced ones. The walk's view of
+/// them may predate a commit that opened a breaker or another node's claim that paced a key.
+#[derive(Default)]
+struct KeyState {
+    in_flight: HashMap<String, u32>,
+    probes: HashMap<String, i64>,
+    next_sends: HashMap<String, i64>,
+}
+
+async fn key_state(tx: &Transaction<'_>, keys: &[&str], now_ms: i64) -> StoreResult<KeyState> {
+    let mut state = KeyState::default();
     if keys.is_empty() {
-        return Ok((in_flight, probes));
+        return Ok(state);
     }
     let stmt = tx
         .prepare_cached(
-            "SELECT dispatch_key, COUNT(*), NULL::bigint FROM deliveries WHERE status = 'in_progress' \
-             AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
-             UNION ALL SELECT key, 0, probe_ms FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open'",
+            "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint FROM deliveries \
+             WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
+             UNION ALL SELECT key, -1, probe_ms, NULL FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
+             UNION ALL SELECT key, -1, NULL, next_send_ms FROM key_pacing WHERE key = ANY($2)",
         )
         .await
         .map_err(pg_error)?;
     for row in &tx.query(&stmt, &[&now_ms, &keys]).await.map_err(pg_error)? {
         let key = get::<String>(row, 0)?;
-        match get::<Option<i64>>(row, 2)? {
-            Some(probe) => {
-                probes.insert(key, probe);
-            }
-            None => {
-                in_flight.insert(
-                    key,
-                    get::<i64>(row, 1)?.clamp(0, i64::from(u32::MAX)) as u32,
-                );
-            }
+        let count = get::<i64>(row, 1)?;
+        if count >= 0 {
+            state
+                .in_flight
+                .insert(key, count.clamp(0, i64::from(u32::MAX)) as u32);
+            continue;
+        }
+        if let Some(probe) = get::<Option<i64>>(row, 2)? {
+            state.probes.insert(key.clone(), probe);
+        }
+        if let Some(next_send) = get::<Option<i64>>(row, 3)? {
+            state.next_sends.insert(key, next_send);
         }
     }
-    Ok((in_flight, probes))
+    Ok(state)
 }
 
 /// One round of reads for a step: the ids of each asked key's oldest due rows (`asks[i]` for `shares[i]`,
@@ -167,6 +175,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
     let mut walker = KeyWalk::new(&request.after_key);
     let mut gathered = Gathered::new(request.limit);
     let mut in_flight = HashMap::new();
+    let mut paced = HashMap::new();
     let (mut last_visited, mut locked) = (None, false);
     while gathered.remaining > 0 {
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
@@ -191,10 +200,14 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
             locked = true;
         }
-        let (leases, probes) = leases_per_key(tx, &due, now).await?;
-        in_flight.extend(leases);
+        let state = key_state(tx, &due, now).await?;
+        in_flight.extend(state.in_flight);
         for k in keys.iter_mut().filter(|k| k.claimable(now)) {
-            k.probe_ms = probes.get(&k.key).copied();
+            k.probe_ms = state.probes.get(&k.key).copied();
+            k.next_send_ms = state.next_sends.get(&k.key).copied();
+            if k.rate_limit_per_s.is_some() {
+                paced.insert(k.key.clone(), k.next_send_ms);
+            }
         }
         let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
         while let Some(asks) = gathered.next_round(&shares) {
@@ -232,6 +245,15 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         || !selection.endpoint_disabled.is_empty()
         || !selection.quarantined.is_empty();
     write_selection(tx, &selection, request).await?;
+    for (key, next_send_ms) in pacing_writes(&selection.leased, &paced, now) {
+        let stmt = tx
+            .prepare_cached(crate::sql::SET_NEXT_SEND)
+            .await
+            .map_err(pg_error)?;
+        tx.execute(&stmt, &[&key, &next_send_ms])
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(Claim {
         deliveries: selection.leased.into_iter().map(|(d, _)| d).collect(),
         next_key: plan.next_key,

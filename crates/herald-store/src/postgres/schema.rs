@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, crate::sql::TRACE_MIGRATION),
     (7, crate::sql::JOBS_BY_TENANT_MIGRATION),
     (8, crate::stats::STATS_MIGRATION),
+    (9, crate::sql::PACING_MIGRATION),
 ];
 
 const JOBS: &str = r#"

@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::writer::WriteCtx;
 use crate::claiming::{
-    due_keys, due_shares, select, CandidateRow, Gathered, KeyDue, KeyWalk, CANDIDATE_COLUMNS,
+    due_keys, due_shares, pacing_writes, select, CandidateRow, Gathered, KeyDue, KeyWalk,
+    CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -77,25 +78,20 @@ fn walk(conn: &Connection, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
     let rows = conn
         .prepare_cached(crate::sql::WALK_KEYS)?
         .query_map(params![after, n as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            ))
+            let Some(min_due_ms) = r.get::<_, Option<i64>>(1)? else {
+                return Ok(None);
+            };
+            Ok(Some(KeyDue {
+                key: r.get(0)?,
+                min_due_ms,
+                max_in_flight: r.get(2)?,
+                probe_ms: r.get(3)?,
+                rate_limit_per_s: r.get(4)?,
+                next_send_ms: r.get(5)?,
+            }))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(key, due, max_in_flight, probe_ms)| {
-            due.map(|min_due_ms| KeyDue {
-                key,
-                min_due_ms,
-                max_in_flight,
-                probe_ms,
-            })
-        })
-        .collect())
+    Ok(rows.into_iter().flatten().collect())
 }
 
 pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim> {
@@ -114,6 +110,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     let mut walker = KeyWalk::new(&request.after_key);
     let mut gathered = Gathered::new(request.limit);
     let mut in_flight = HashMap::new();
+    let mut paced = HashMap::new();
     let mut last_visited = None;
     while gathered.remaining > 0 {
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
@@ -125,6 +122,11 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         }
         let due = due_keys(&keys, now);
         in_flight.extend(leases_per_key(conn, &due, now)?);
+        paced.extend(
+            keys.iter()
+                .filter(|k| k.rate_limit_per_s.is_some())
+                .map(|k| (k.key.clone(), k.next_send_ms)),
+        );
         let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
         while let Some(asks) = gathered.next_round(&shares) {
             for (share, asked) in shares.iter_mut().zip(asks) {
@@ -176,6 +178,10 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     for (id, reason) in &selection.quarantined {
         conn.prepare_cached(crate::sql::QUARANTINE_DELIVERY)?
             .execute(params![reason, now, id])?;
+    }
+    let mut pace = conn.prepare_cached(crate::sql::SET_NEXT_SEND)?;
+    for (key, next_send_ms) in pacing_writes(&selection.leased, &paced, now) {
+        pace.execute(params![key, next_send_ms])?;
     }
     let mut deliveries = Vec::with_capacity(selection.leased.len());
     for (delivery, lease_until) in selection.leased {

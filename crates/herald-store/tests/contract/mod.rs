@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             scheduling::claims_interleave_keys,
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
+            scheduling::paced_keys_are_claimed_at_their_rate,
             attempts::record_attempts,
             stats::results_are_tallied_per_endpoint_and_minute,
             stats::outstanding_counts_are_capped_and_name_the_oldest,

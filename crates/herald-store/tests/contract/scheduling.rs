@@ -132,3 +132,38 @@ pub async fn record_and_claim_refills_freed_slots(store: Shared) {
     // Both slots are taken again.
     assert!(claim(&store, "w3", now + 3).await.is_empty());
 }
+
+/// A paced endpoint is leased only what its rate allows now, whoever claims: the pacing time is stored, so
+/// two claimers (two nodes) share one rate, and no lease waits for its turn.
+pub async fn paced_keys_are_claimed_at_their_rate(store: Shared) {
+    let mut paced = endpoint(DEFAULT_TENANT, 1, &["p.*"]);
+    paced.rate_limit_per_s = Some(2);
+    store.create_endpoint(&paced).await.unwrap();
+    let free = add_endpoint(&store, DEFAULT_TENANT, 2, &["f.*"]).await;
+    for n in 0..10 {
+        publish(&store, "p.a", BASE + n).await;
+        publish(&store, "f.a", BASE + n).await;
+    }
+    let now = BASE + 100;
+    let first = claim(&store, "w1", now).await;
+    let count = |claimed: &[ClaimedDelivery], key: &str| {
+        claimed.iter().filter(|d| d.dispatch_key == key).count()
+    };
+    assert_eq!(count(&first, &paced.id), 2, "one second's worth");
+    assert_eq!(
+        count(&first, &free.id),
+        10,
+        "an unpaced endpoint is not held back"
+    );
+    assert!(
+        claim(&store, "w2", now).await.is_empty(),
+        "another claimer gets nothing: the rate is stored"
+    );
+    assert!(claim(&store, "w2", now + 499).await.is_empty());
+    assert_eq!(count(&claim(&store, "w2", now + 500).await, &paced.id), 1);
+    // Idle time is not saved up beyond a second's worth.
+    assert_eq!(
+        count(&claim(&store, "w3", now + 60_000).await, &paced.id),
+        2
+    );
+}

@@ -3,6 +3,7 @@
 mod api;
 mod breakers;
 mod cluster;
+mod cluster_limits;
 mod compat;
 mod contract;
 mod crash;
