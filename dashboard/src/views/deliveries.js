@@ -28,7 +28,7 @@ export function actions(d, done) {
 }
 
 /** Bulk retry: every failed delivery of one endpoint created since a time gets a fresh retry cycle. */
-function bulkRetry(endpoints, done) {
+export function bulkRetry(endpoints, done) {
   const endpoint = h(
     "select",
     { required: true },

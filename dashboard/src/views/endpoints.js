@@ -3,6 +3,7 @@
 import { api, query } from "../api.js";
 import { lineChart, series } from "../charts.js";
 import { badge, field, fill, h, ms, notice, table, when } from "../dom.js";
+import { bulkRetry } from "./deliveries.js";
 import { loadStats, rangePicker, totalCards } from "./overview.js";
 
 const STATUSES = ["", "pending", "in_progress", "retrying", "delivered", "failed", "cancelled"];
@@ -299,24 +300,6 @@ function settings(current, reload) {
     await act("Saved.", () => api("PATCH", path, change))();
   });
   const secret = h("code", { class: "secret" }, "hidden");
-  const since = h("input", { type: "datetime-local", required: true });
-  const recover = h(
-    "form",
-    { class: "panel", "aria-label": "Retry failed deliveries" },
-    h("h2", {}, "Retry failed deliveries"),
-    field("Created since", since),
-    h("button", { type: "submit" }, "Retry failed deliveries"),
-  );
-  recover.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      const iso = new Date(since.value).toISOString();
-      const answer = await api("POST", `${path}/recover${query({ since: iso })}`);
-      notice(`${answer.recovered} failed deliveries queued again.`);
-    } catch (err) {
-      notice(err.message, "error");
-    }
-  });
   const toggle = h("button", { type: "button" }, e.disabled ? "Enable endpoint" : "Disable endpoint");
   toggle.addEventListener("click", async () => {
     const disabled = !current().disabled;
@@ -357,7 +340,7 @@ function settings(current, reload) {
       h("h2", {}, "State"),
       toggle,
     ),
-    recover,
+    bulkRetry([e], reload),
   );
   return { element };
 }

@@ -36,24 +36,25 @@ async fn two_nodes_share_one_endpoint_rate_limit() {
             .await;
         assert_eq!(status.as_u16(), 202, "{body}");
     }
-    rx.wait_for(1, Duration::from_secs(10)).await;
-    let first = Instant::now();
-    // Over any span of s seconds: at most rate × (s + 1). Each node pacing on its own would send twice the
-    // rate (60 within 3 s).
-    let span = Duration::from_secs(3);
-    let mut most = 0;
-    while first.elapsed() < span {
-        most = rx.count();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // At 10/s with a burst of one second's worth, 60 requests take at least 5 s from the first claim to
+    // the last, wherever they are claimed; each node pacing on its own would send them at twice the rate,
+    // in about 3 s. Each node also spaces what it was given over up to a second, hence the 4 s bound.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first = None;
+    while rx.count() < events {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {events} arrived",
+            rx.count()
+        );
+        if first.is_none() && rx.count() > 0 {
+            first = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let bound = rate * (span.as_secs() as usize + 1) + 2;
+    let took = first.expect("a first arrival").elapsed();
     assert!(
-        most <= bound,
-        "{most} requests within {span:?} of the first: over {bound}"
+        took >= Duration::from_secs(4),
+        "{events} requests at {rate}/s arrived within {took:?} of the first: faster than the rate"
     );
-    assert!(
-        most >= 2 * rate,
-        "{most} requests within {span:?}: the rate is reached"
-    );
-    rx.wait_for(events, Duration::from_secs(20)).await;
 }
