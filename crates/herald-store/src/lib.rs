@@ -13,6 +13,7 @@
 pub mod claiming;
 pub mod error;
 mod health;
+pub mod history;
 mod jobs_model;
 pub mod model;
 pub mod postgres;

@@ -225,6 +225,9 @@ pub const RECOVER_ENDPOINT: &str = "UPDATE deliveries SET status = 'pending', du
 /// Forget endpoint `$1`'s breaker (deleted or re-enabled).
 pub const FORGET_DISPATCH_KEY: &str = "DELETE FROM dispatch_keys WHERE key = $1";
 
+/// Forget deleted endpoint `$1`'s pacing time.
+pub const FORGET_KEY_PACING: &str = "DELETE FROM key_pacing WHERE key = $1";
+
 /// Migration 3 of both stores: API tokens in a table of their own (several per tenant, revocable). A
 /// tenant's existing token moves there; its id is derived from the hash, as for every token.
 pub const TOKENS_MIGRATION: &str = "
@@ -287,6 +290,7 @@ mod tests {
         super::DELIVERY_EVENT,
         super::CIRCUIT_COUNTS,
         super::FORGET_DISPATCH_KEY,
+        super::FORGET_KEY_PACING,
         super::RECOVER_ENDPOINT,
         super::SET_NEXT_SEND,
     ];

@@ -33,6 +33,22 @@ async fn postgres_store() -> Option<(Arc<dyn Store>, test_db::TestDatabase)> {
 
 contract::contract_tests!(postgres_store);
 
+/// History written straight into the tables reads back like the engine's own deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_history_reads_back() {
+    let Some((store, db)) = postgres_store().await else {
+        return;
+    };
+    let endpoint = contract::add_endpoint(&store, herald_store::DEFAULT_TENANT, 1, &["t.*"]).await;
+    let history = contract::history::sample(&endpoint.id, 1_234);
+    let mut seen = Vec::new();
+    herald_store::postgres::write_history(&db.url, &history, |n| seen.push(n))
+        .await
+        .expect("write the history");
+    assert_eq!(seen, vec![1_234]);
+    contract::history::history_reads_back(store, history).await;
+}
+
 /// With `sslmode=require` the store talks TLS and verifies the server: it connects when the server's
 /// certificate is trusted through `database_ca_file`, and refuses a certificate it cannot verify. The local
 /// server's own certificate (for `localhost`) is the trust anchor.

@@ -59,3 +59,60 @@ async fn sqlite_store() -> Option<(Arc<dyn Store>, ())> {
 }
 
 contract::contract_tests!(sqlite_store);
+
+/// History written straight into the tables reads back like the engine's own deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_history_reads_back() {
+    let path = unique_dir().join("herald.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&path, contract::BASE - 60_000).expect("open a fresh store"));
+    let endpoint = contract::add_endpoint(&store, herald_store::DEFAULT_TENANT, 1, &["t.*"]).await;
+    let history = contract::history::sample(&endpoint.id, 1_234);
+    let mut seen = Vec::new();
+    let written = history.clone();
+    tokio::task::spawn_blocking(move || {
+        herald_store::sqlite::write_history(&path, &written, |n| seen.push(n))?;
+        Ok::<_, herald_store::StoreError>(seen)
+    })
+    .await
+    .unwrap()
+    .map(|seen| assert_eq!(seen, vec![1_234]))
+    .expect("write the history");
+    contract::history::history_reads_back(store, history).await;
+}
+
+/// Deleting a paced endpoint forgets its stored pacing time with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_endpoint_leaves_no_pacing_row() {
+    use herald_store::DEFAULT_TENANT;
+    let path = unique_dir().join("herald.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&path, contract::BASE - 60_000).expect("open a fresh store"));
+    let mut paced = contract::endpoint(DEFAULT_TENANT, 1, &["p.*"]);
+    paced.rate_limit_per_s = Some(5);
+    store.create_endpoint(&paced).await.unwrap();
+    contract::publish(&store, "p.a", contract::BASE).await;
+    assert_eq!(
+        contract::claim(&store, "w1", contract::BASE + 1)
+            .await
+            .len(),
+        1
+    );
+    let pacing_rows = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM key_pacing", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        pacing_rows(),
+        1,
+        "the claim stored the key's next send time"
+    );
+    store
+        .delete_endpoint(DEFAULT_TENANT, &paced.id, contract::BASE + 2)
+        .await
+        .unwrap();
+    assert_eq!(pacing_rows(), 0);
+}

@@ -237,6 +237,9 @@ pub async fn delete_endpoint(
     c.execute(crate::sql::FORGET_DISPATCH_KEY, &[&id])
         .await
         .map_err(pg_error)?;
+    c.execute(crate::sql::FORGET_KEY_PACING, &[&id])
+        .await
+        .map_err(pg_error)?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod claims;
 mod deliveries;
 mod endpoints;
 mod health;
+mod history;
 mod jobs;
 mod listen;
 mod publish;
@@ -24,6 +25,8 @@ mod store_impl;
 mod tenants;
 pub mod test_db;
 mod tls;
+
+pub use history::write_history;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -185,5 +185,6 @@ pub fn delete_endpoint(
         params![id, now_ms],
     )?;
     conn.execute(crate::sql::FORGET_DISPATCH_KEY, [id])?;
+    conn.execute(crate::sql::FORGET_KEY_PACING, [id])?;
     Ok(())
 }

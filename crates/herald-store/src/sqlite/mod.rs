@@ -9,6 +9,7 @@ mod claims;
 mod deliveries;
 mod endpoints;
 mod health;
+mod history;
 pub(crate) mod jobs;
 mod publish;
 pub(crate) mod rows;
@@ -17,6 +18,8 @@ mod stats;
 mod store_impl;
 mod tenants;
 mod writer;
+
+pub use history::write_history;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

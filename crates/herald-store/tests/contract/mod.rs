@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod endpoint_lifecycle;
 pub mod endpoints;
 pub mod guarded;
+pub mod history;
 pub mod jobs;
 pub mod operator;
 pub mod publish;

@@ -6,6 +6,7 @@
 
 mod backlog;
 mod fair;
+mod history;
 mod latency;
 mod load;
 mod processes;
@@ -22,6 +23,8 @@ use scenarios::Ctx;
 
 /// Default size of the backlog scenario; `--backlog 1000000` is the full-size run of SPEC §8.
 const DEFAULT_BACKLOG: u64 = 500_000;
+/// Default history of the `history` scenario: five million finished deliveries.
+const DEFAULT_HISTORY: u64 = 5_000_000;
 
 /// One benchmark scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,7 +35,9 @@ pub enum Scenario {
     Ingest,
     /// End-to-end deliveries/s to one endpoint (default settings) on a receiver answering 204.
     Deliver,
-    /// Publish-to-receive p50/p95/p99 at a fixed rate (default 1,000 events/s).
+    /// Publish-to-receive p50/p95/p99, delivery rate and lag at a fixed rate (default 1,000 events/s) to
+    /// one endpoint.
+    #[value(alias = "deliver-paced")]
     Latency,
     /// Deliveries/s when every event goes to 1,000 endpoints.
     Fanout,
@@ -40,6 +45,8 @@ pub enum Scenario {
     Backlog,
     /// Tenant B's latency (one event per 100 ms) while tenant A drains 200,000 deliveries over 50 endpoints.
     Fair,
+    /// `deliver` again with `--history` finished deliveries (default 5,000,000) already in the store.
+    History,
 }
 
 impl Scenario {
@@ -52,6 +59,7 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Backlog => "backlog",
             Scenario::Fair => "fair",
+            Scenario::History => "history",
         }
     }
 }
@@ -62,7 +70,8 @@ impl Scenario {
 /// `herald bench --backlog 1000000` (about a minute more on 2 cores).
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Run only this scenario (default: all, in the order ceiling, ingest, deliver, latency, fanout, backlog).
+    /// Run only this scenario (default: all, in the order ceiling, ingest, deliver, latency, fanout, backlog,
+    /// fair, history).
     #[arg(long, value_enum)]
     scenario: Option<Scenario>,
     /// Events published by `ingest` and `deliver` (`fanout` publishes EVENTS / 1,000 events to 1,000 endpoints).
@@ -74,6 +83,9 @@ pub struct BenchArgs {
     /// Due deliveries built up by `backlog` (the full-size run of SPEC §8 is 1000000).
     #[arg(long, default_value_t = DEFAULT_BACKLOG, value_parser = clap::value_parser!(u64).range(1..))]
     backlog: u64,
+    /// Finished deliveries already in the store for `history` (written straight into its tables first).
+    #[arg(long, default_value_t = DEFAULT_HISTORY, value_parser = clap::value_parser!(u64).range(1..))]
+    history: u64,
     /// Concurrent publishers (and concurrent POSTs for `ceiling`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
@@ -114,6 +126,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         events: args.events,
         duration: Duration::from_secs_f64(args.duration),
         backlog: args.backlog,
+        history: args.history,
         rate: args.rate,
         max_in_flight: args.max_in_flight,
         progress: !args.json,
@@ -141,6 +154,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Fanout => scenarios::fanout(&ctx, &mut results).await,
             Scenario::Backlog => backlog::backlog(&ctx, &mut results).await,
             Scenario::Fair => fair::fair(&ctx, &mut results).await,
+            Scenario::History => history::history(&ctx, &mut results).await,
         };
         if let Err(e) = outcome {
             if !args.json {
@@ -157,6 +171,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         memory_gb: memory_gb(),
         settings: json!({
             "events": args.events, "duration_s": args.duration, "backlog": args.backlog,
+            "history": args.history,
             "concurrency": args.concurrency, "rate": args.rate,
             "max_in_flight": args.max_in_flight.map_or(json!("default"), |m| json!(m)),
         }),

@@ -46,6 +46,17 @@ pub struct Fair {
     pub a_left: u64,
 }
 
+/// What the history scenario measured.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct HistoryRun {
+    /// Finished deliveries in the store before the run.
+    pub finished: u64,
+    /// End-to-end deliveries/s to one endpoint, as in `deliver`.
+    pub deliver_per_s: f64,
+    /// Server CPU per delivery, ms.
+    pub cpu_ms_per_delivery: Option<f64>,
+}
+
 /// Everything a run measured; `None` for scenarios not run (or failed).
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -67,6 +78,8 @@ pub struct Results {
     pub backlog: Option<Backlog>,
     /// One tenant's latency while another drains a backlog.
     pub fair: Option<Fair>,
+    /// `deliver` on a store holding a long history.
+    pub history: Option<HistoryRun>,
     /// Largest `VmHWM` of any server process, MiB.
     pub server_peak_rss_mb: Option<f64>,
     /// `sqlite` or `postgres`.
@@ -150,6 +163,12 @@ pub fn to_json(r: &Results, meta: &Meta) -> Value {
                               "p99": round(f.b_latency.p99, 2) },
             "b_events": f.b_events,
             "a_left": f.a_left,
+        })),
+        "history": r.history.map(|h| json!({
+            "finished": h.finished,
+            "deliver_per_s": round(h.deliver_per_s, 0),
+            "cpu_ms_per_delivery": h.cpu_ms_per_delivery.map(|m| round(m, 3)),
+            "share_of_deliver": r.deliver_per_s.filter(|d| *d > 0.0).map(|d| round(h.deliver_per_s / d, 3)),
         })),
         "commit": meta.commit,
         "machine": { "cpus": meta.cpus, "memory_gb": round(meta.memory_gb, 1) },
@@ -243,6 +262,25 @@ pub fn table(r: &Results, meta: &Meta) -> String {
                 f.b_latency.p99,
                 f.b_events,
                 thousands(f.a_left as f64)
+            ),
+        ));
+    }
+    if let Some(h) = r.history {
+        let cpu = h
+            .cpu_ms_per_delivery
+            .map(|m| format!("  [{m:.3} ms server CPU per delivery]"))
+            .unwrap_or_default();
+        let against = r
+            .deliver_per_s
+            .filter(|d| *d > 0.0)
+            .map(|d| format!(", {:.0}% of deliver", 100.0 * h.deliver_per_s / d))
+            .unwrap_or_default();
+        rows.push((
+            "history",
+            format!(
+                "{}/s  with {} finished deliveries in the store{against}{cpu}",
+                thousands(h.deliver_per_s),
+                thousands(h.finished as f64)
             ),
         ));
     }

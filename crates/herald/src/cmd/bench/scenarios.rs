@@ -33,6 +33,8 @@ pub struct Ctx {
     pub duration: Duration,
     /// Deliveries the `backlog` scenario builds up.
     pub backlog: u64,
+    /// Finished deliveries the `history` scenario writes before it delivers.
+    pub history: u64,
     /// Fixed publish rate of `latency`.
     pub rate: u32,
     /// `max_in_flight` of the `deliver` and `latency` endpoints; `None` keeps the server's default.
@@ -84,6 +86,13 @@ impl Ctx {
             database_url: database_url.as_deref(),
         })
         .await
+    }
+
+    /// With `--database-url`: the database of the scenario whose servers run on `dir`, once one started.
+    pub fn scenario_url(&self, dir: &TempDir) -> Option<String> {
+        let key = dir.path().display().to_string();
+        let databases = self.databases.lock().expect("databases lock");
+        databases.get(&key).map(|db| db.url.clone())
     }
 
     async fn scenario_database(&self, server: &str, dir: &TempDir) -> anyhow::Result<String> {
@@ -255,7 +264,7 @@ pub async fn ingest(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
 
 /// Publish `events` events while polling the receiver until it has `expected` deliveries; returns the
 /// deliveries/s from the first publish to the last arrival.
-async fn publish_and_drain(
+pub async fn publish_and_drain(
     ctx: &Ctx,
     server: &Child,
     receiver: &mut Child,
