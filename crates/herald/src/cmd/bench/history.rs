@@ -8,7 +8,7 @@ use herald_store::history::History;
 
 use super::processes::{self, TempDir};
 use super::report::{HistoryRun, Results};
-use super::scenarios::{publish_and_drain, Ctx};
+use super::scenarios::{deliver_events, Ctx};
 
 /// Six hours, in ms: how far back the history reaches.
 const SPAN_MS: i64 = 6 * 3_600_000;
@@ -55,20 +55,7 @@ pub async fn history(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     written.context("writing the history")?;
 
     let server = ctx.server(&dir, "all").await?;
-    let cpu_before = server.cpu_seconds();
-    let per_s = publish_and_drain(
-        ctx,
-        &server,
-        &mut receiver,
-        ctx.events,
-        ctx.events,
-        "history",
-    )
-    .await?;
-    let cpu_ms = match (cpu_before, server.cpu_seconds()) {
-        (Some(a), Some(b)) => Some((b - a) * 1000.0 / ctx.events as f64),
-        _ => None,
-    };
+    let (per_s, cpu_ms) = deliver_events(ctx, &server, &mut receiver, "history").await?;
     results.note_rss(server.peak_rss_mb());
     results.history = Some(HistoryRun {
         finished: history.count,

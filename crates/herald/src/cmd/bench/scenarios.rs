@@ -264,7 +264,7 @@ pub async fn ingest(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
 
 /// Publish `events` events while polling the receiver until it has `expected` deliveries; returns the
 /// deliveries/s from the first publish to the last arrival.
-pub async fn publish_and_drain(
+async fn publish_and_drain(
     ctx: &Ctx,
     server: &Child,
     receiver: &mut Child,
@@ -287,6 +287,23 @@ pub async fn publish_and_drain(
     Ok(expected as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Publish `ctx.events` events to the one endpoint of `server` and wait for them all: deliveries/s and the
+/// server's CPU per delivery (ms, where `/proc` tells).
+pub async fn deliver_events(
+    ctx: &Ctx,
+    server: &Child,
+    receiver: &mut Child,
+    label: &str,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let cpu_before = server.cpu_seconds();
+    let per_s = publish_and_drain(ctx, server, receiver, ctx.events, ctx.events, label).await?;
+    let cpu_ms = match (cpu_before, server.cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) * 1000.0 / ctx.events as f64),
+        _ => None,
+    };
+    Ok((per_s, cpu_ms))
+}
+
 /// `deliver`: end-to-end deliveries/s to one endpoint (default settings unless `--max-in-flight`) on a
 /// receiver answering 204.
 pub async fn deliver(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
@@ -299,19 +316,8 @@ pub async fn deliver(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
         ctx.max_in_flight,
     )
     .await?;
-    let cpu_before = server.cpu_seconds();
-    let per_s = publish_and_drain(
-        ctx,
-        &server,
-        &mut receiver,
-        ctx.events,
-        ctx.events,
-        "deliver",
-    )
-    .await?;
-    if let (Some(a), Some(b)) = (cpu_before, server.cpu_seconds()) {
-        results.deliver_cpu_ms = Some((b - a) * 1000.0 / ctx.events as f64);
-    }
+    let (per_s, cpu_ms) = deliver_events(ctx, &server, &mut receiver, "deliver").await?;
+    results.deliver_cpu_ms = cpu_ms;
     results.note_rss(server.peak_rss_mb());
     results.deliver_per_s = Some(per_s);
     Ok(())
