@@ -379,10 +379,13 @@ pub struct CircuitCounts {
 }
 
 /// Work-claim request from a worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClaimRequest {
-    /// Lease owner (node id).
+    /// Lease owner: this claim's own id, `<node>.<n>`.
     pub owner: String,
+    /// The claiming node's id. Leases whose owner is neither `node` nor `<node>.<n>` are its peers'
+    /// ([`Claim::peer_leases`]).
+    pub node: String,
     /// Current time.
     pub now_ms: i64,
     /// Lease length beyond each delivery's own timeout.
@@ -394,6 +397,25 @@ pub struct ClaimRequest {
     pub after_key: String,
     /// Limit for direct deliveries, which have no endpoint setting.
     pub default_max_in_flight: u32,
+    /// How many leases of a key the node may hold, as a multiple of the requests of it the node may have
+    /// in flight (see [`crate::claiming::lease_room`]); 1 leases only what can be sent at once. The
+    /// leases beyond are the key's next requests, ready to start as responses come back.
+    pub lease_window: u32,
+    /// Keys given a lease window of 1 whatever `lease_window` says: those whose latest request from this
+    /// node failed, so that what their failures do to their circuit breaker is recorded before more of
+    /// their requests are sent.
+    pub narrow_keys: std::collections::HashSet<String>,
+}
+
+impl ClaimRequest {
+    /// The lease window for `key`.
+    pub fn window_for(&self, key: &str) -> u32 {
+        if self.narrow_keys.contains(key) {
+            1
+        } else {
+            self.lease_window
+        }
+    }
 }
 
 /// What a claim leased, and where the next one should resume.
@@ -406,6 +428,10 @@ pub struct Claim {
     /// Due work was left that this claim could not take (its limit ran out, or it did not visit every key):
     /// claim again as soon as there is room.
     pub more: bool,
+    /// For each dispatch key the claim looked at whose unexpired leases are partly held by other nodes:
+    /// how many they hold. This node may have at most `max_in_flight` minus that many requests of the key
+    /// in flight (see [`crate::claiming::lease_room`]).
+    pub peer_leases: std::collections::HashMap<String, u32>,
 }
 
 /// Counts for `/health` and metrics.

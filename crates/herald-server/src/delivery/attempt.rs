@@ -16,7 +16,7 @@ use herald_core::trace::TraceParent;
 use herald_store::{AttemptRecord, AttemptResult, ClaimedDelivery, HealthReport, NextState};
 
 use super::client::{DeliveryClient, Outgoing, Sent};
-use super::limits::Limits;
+use super::limits::{Limits, Turns};
 use crate::app::now_ms;
 use crate::auth_client::{ServiceAuth, ServiceAuthenticator};
 use crate::failpoint;
@@ -30,8 +30,8 @@ const AFTER_PANIC_MS: i64 = 2_000;
 pub struct AttemptContext {
     /// The HTTP client.
     pub client: DeliveryClient,
-    /// Per-key bookkeeping.
-    pub limits: Limits,
+    /// Per-key bookkeeping: requests in flight and leased deliveries waiting for their turn.
+    pub limits: Limits<Leased>,
     /// Where results go to be recorded (bounded: a full queue makes attempts wait).
     pub results: mpsc::Sender<AttemptResult>,
     /// Notified whenever an attempt finishes (a slot is free).
@@ -50,6 +50,48 @@ pub struct AttemptContext {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
+/// A leased delivery, with what its attempt needs: the owner id it was claimed under and its slot of
+/// the global concurrency.
+pub struct Leased {
+    pub lease_owner: Arc<str>,
+    pub delivery: ClaimedDelivery,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Start an attempt for each delivery whose turn has come; give back the leases of those handed back
+/// (they are due again at once, for whichever claim takes them next).
+pub fn launch(ctx: &Arc<AttemptContext>, turns: Turns<Leased>) {
+    for leased in turns.start {
+        tokio::spawn(run(
+            ctx.clone(),
+            leased.lease_owner,
+            leased.delivery,
+            leased.permit,
+        ));
+    }
+    if turns.handed_back.is_empty() {
+        return;
+    }
+    let mut by_owner: std::collections::HashMap<Arc<str>, Vec<String>> = Default::default();
+    for leased in turns.handed_back {
+        by_owner
+            .entry(leased.lease_owner)
+            .or_default()
+            .push(leased.delivery.id);
+    }
+    ctx.slot_freed.notify_one();
+    let store = ctx.store.clone();
+    tokio::spawn(async move {
+        for (owner, ids) in by_owner {
+            tracing::debug!(owner = %owner, deliveries = ids.len(),
+                "giving back leases that waited for their endpoint's turn");
+            if let Err(e) = store.release_leases(&owner, &ids, now_ms()).await {
+                tracing::warn!(error = %e, "cannot give back leases; they will expire");
+            }
+        }
+    });
+}
+
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;
 /// dropped while unfinished (the attempt panicked), it frees them too and gives the delivery's lease back,
 /// due shortly, so the delivery is retried instead of waiting for the lease to expire.
@@ -60,18 +102,24 @@ struct Slot {
     lease_owner: Arc<str>,
     permit: Option<OwnedSemaphorePermit>,
     finished: bool,
+    /// Whether the request failed (anything but delivered); a panicked attempt counts as failed.
+    failed: bool,
 }
 
 impl Slot {
-    fn finish(mut self) {
+    fn finish(mut self, failed: bool) {
         self.finished = true;
+        self.failed = failed;
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.ctx.limits.release(&self.dispatch_key);
+        let turns = self.ctx.limits.finish(&self.dispatch_key, self.failed);
         drop(self.permit.take());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            launch(&self.ctx, turns);
+        }
         self.ctx.slot_freed.notify_one();
         if self.finished {
             return;
@@ -145,6 +193,7 @@ pub async fn run(
         lease_owner: lease_owner.clone(),
         permit: Some(permit),
         finished: false,
+        failed: true,
     };
     failpoint::check(failpoint::points::ATTEMPT, &d.url);
     if let Some(rate) = d.rate_limit_per_s {
@@ -267,7 +316,7 @@ pub async fn run(
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
     let _ = ctx.results.send(result).await;
-    slot.finish();
+    slot.finish(next != NextState::Delivered);
 }
 
 /// What the attempt says about its endpoint, for the breaker: nothing for direct deliveries (they have no

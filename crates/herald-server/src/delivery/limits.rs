@@ -1,54 +1,153 @@
-//! Per-dispatch-key (endpoint) request spacing on this node. Limits are not kept here: the store counts
-//! leases per key across every node, and a claim never leases more than a key's free slots or more than its
-//! `rate_limit_per_s` allows at once (its stored pacing time, `herald_core::pacing`). What a claim leases
-//! for a paced key (at most one second's worth) is spaced out here, so a receiver sees requests evenly
-//! rather than in bursts; the wait is under a second, far inside the lease.
+//! Per-dispatch-key (endpoint) bookkeeping on this node: how many requests of each key are in flight, the
+//! key's leased deliveries waiting for a turn, and request spacing.
+//!
+//! Limits are not decided here: the store counts leases per key across every node, and a claim leases at
+//! most a key's room ([`herald_store::claiming::lease_room`]): up to its lease window times the requests
+//! this node may have in flight, which is the key's `max_in_flight` minus what other nodes hold. Here,
+//! requests start at most that many at a time; the other leased deliveries wait in order and start as
+//! responses come back, with no store round trip in between. Waiting deliveries are handed back to be
+//! released instead of started when a request of their key fails (the next claim then sees what the
+//! failure did to the key's circuit breaker, so an endpoint that starts failing gets no more requests
+//! than without them), and when one waited so long that its lease might run out before its request does.
+//!
+//! What a claim leases for a paced key (at most one second's worth of its `rate_limit_per_s`) is spaced
+//! out here too, so a receiver sees requests evenly rather than in bursts; the wait is under a second,
+//! far inside the lease.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Default)]
-struct KeyState {
+/// A leased delivery that may start once its key has room, before `start_by`.
+pub struct Waiting<T> {
+    /// The delivery and what it needs to run.
+    pub item: T,
+    /// Past this, its lease may run out before its request does.
+    pub start_by: Instant,
+}
+
+struct KeyState<T> {
     in_flight: u32,
+    /// Requests of the key this node may have in flight, as its latest claim of the key computed.
+    cap: u32,
+    waiting: VecDeque<Waiting<T>>,
     /// Earliest start of the next request under a rate limit.
     next_slot: Option<Instant>,
+    /// The latest request of the key failed: claims lease it no further ahead than it can send.
+    failing: bool,
 }
 
-/// In-flight bookkeeping shared by the dispatcher and its attempt tasks. A std `Mutex` is right here: it is
-/// held for a few map operations and never across an `.await`.
-#[derive(Default)]
-pub struct Limits {
-    keys: Mutex<HashMap<String, KeyState>>,
+impl<T> Default for KeyState<T> {
+    fn default() -> Self {
+        KeyState {
+            in_flight: 0,
+            cap: 1,
+            waiting: VecDeque::new(),
+            next_slot: None,
+            failing: false,
+        }
+    }
 }
 
-impl Limits {
-    /// Count one request starting for `key` (its pacing state lives while requests are in flight).
-    pub fn acquire(&self, key: &str) {
+/// What may happen now for a key: deliveries to start and deliveries to give back.
+pub struct Turns<T> {
+    /// Start these now; each counts as one request in flight until [`Limits::finish`].
+    pub start: Vec<T>,
+    /// Release these leases: a request of their key failed, or they waited too long to start safely.
+    pub handed_back: Vec<T>,
+}
+
+/// Shared by the dispatcher, the recorder's refills and the attempt tasks. A std `Mutex` is right here: it
+/// is held for a few map operations and never across an `.await`.
+pub struct Limits<T> {
+    keys: Mutex<HashMap<String, KeyState<T>>>,
+    /// Deliveries waiting, across keys.
+    waiting: AtomicUsize,
+}
+
+impl<T> Default for Limits<T> {
+    fn default() -> Self {
+        Limits {
+            keys: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<T> Limits<T> {
+    /// Queue a leased delivery of `key`, which may have `cap` requests in flight on this node, and say
+    /// which of its waiting deliveries start now (in the order they were leased).
+    pub fn admit(&self, key: &str, cap: u32, waiting: Waiting<T>) -> Turns<T> {
         let mut keys = self.keys.lock().expect("limits lock");
-        keys.entry(key.to_string()).or_default().in_flight += 1;
+        let state = keys.entry(key.to_string()).or_default();
+        state.cap = cap;
+        state.waiting.push_back(waiting);
+        let turns = take_turns(state, Instant::now());
+        self.count_waiting(1, &turns);
+        turns
     }
 
-    /// Count one request of `key` finished.
-    pub fn release(&self, key: &str) {
-        let mut keys = self.keys.lock().expect("limits lock");
-        if let Some(state) = keys.get_mut(key) {
-            state.in_flight = state.in_flight.saturating_sub(1);
-            let paced = state.next_slot.is_some_and(|t| t > Instant::now());
-            if state.in_flight == 0 && !paced {
-                keys.remove(key);
-            }
+    /// The keys whose latest request failed.
+    pub fn failing(&self) -> std::collections::HashSet<String> {
+        let keys = self.keys.lock().expect("limits lock");
+        keys.iter()
+            .filter(|(_, s)| s.failing)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Leased deliveries waiting for their key's turn, across keys.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn count_waiting(&self, added: usize, turns: &Turns<T>) {
+        let taken = turns.start.len() + turns.handed_back.len();
+        if added >= taken {
+            self.waiting.fetch_add(added - taken, Ordering::Relaxed);
+        } else {
+            self.waiting.fetch_sub(taken - added, Ordering::Relaxed);
         }
     }
 
-    /// Requests in flight for `key`.
+    /// Count one request of `key` finished, and say which waiting deliveries start in its place; if it
+    /// `failed`, none do: every waiting delivery of the key is handed back.
+    pub fn finish(&self, key: &str, failed: bool) -> Turns<T> {
+        let mut keys = self.keys.lock().expect("limits lock");
+        let Some(state) = keys.get_mut(key) else {
+            return Turns {
+                start: Vec::new(),
+                handed_back: Vec::new(),
+            };
+        };
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.failing = failed;
+        let now = Instant::now();
+        let turns = if failed {
+            Turns {
+                start: Vec::new(),
+                handed_back: state.waiting.drain(..).map(|w| w.item).collect(),
+            }
+        } else {
+            take_turns(state, now)
+        };
+        self.count_waiting(0, &turns);
+        let paced = state.next_slot.is_some_and(|t| t > now);
+        if state.in_flight == 0 && state.waiting.is_empty() && !paced && !failed {
+            keys.remove(key);
+        }
+        turns
+    }
+
+    /// Requests of `key` in flight and deliveries waiting.
     #[cfg(test)]
-    fn in_flight(&self, key: &str) -> u32 {
+    fn counts(&self, key: &str) -> (u32, usize) {
         self.keys
             .lock()
             .expect("limits lock")
             .get(key)
-            .map_or(0, |s| s.in_flight)
+            .map_or((0, 0), |s| (s.in_flight, s.waiting.len()))
     }
 
     /// Reserve the next start time for `key` under `per_second`; `None` means start now.
@@ -63,26 +162,105 @@ impl Limits {
     }
 }
 
+/// Take waiting deliveries, oldest first, while the key has room; those past their `start_by` are
+/// handed back instead of started.
+fn take_turns<T>(state: &mut KeyState<T>, now: Instant) -> Turns<T> {
+    let mut turns = Turns {
+        start: Vec::new(),
+        handed_back: Vec::new(),
+    };
+    while state.in_flight < state.cap {
+        let Some(next) = state.waiting.pop_front() else {
+            break;
+        };
+        if next.start_by <= now {
+            turns.handed_back.push(next.item);
+            continue;
+        }
+        state.in_flight += 1;
+        turns.start.push(next.item);
+    }
+    turns
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn soon(item: u32) -> Waiting<u32> {
+        Waiting {
+            item,
+            start_by: Instant::now() + Duration::from_secs(60),
+        }
+    }
+
     #[test]
-    fn counts_follow_requests() {
+    fn requests_start_up_to_the_cap_and_the_rest_wait_in_order() {
         let limits = Limits::default();
-        limits.acquire("a");
-        limits.acquire("a");
-        limits.acquire("b");
-        assert_eq!(limits.in_flight("a"), 2);
-        limits.release("a");
-        assert_eq!(limits.in_flight("a") + limits.in_flight("b"), 2);
-        limits.release("b");
-        assert_eq!(limits.in_flight("b"), 0);
+        assert_eq!(limits.admit("a", 2, soon(1)).start, vec![1]);
+        assert_eq!(limits.admit("a", 2, soon(2)).start, vec![2]);
+        assert!(limits.admit("a", 2, soon(3)).start.is_empty());
+        assert!(limits.admit("a", 2, soon(4)).start.is_empty());
+        assert_eq!(limits.admit("b", 2, soon(9)).start, vec![9]);
+        assert_eq!(limits.counts("a"), (2, 2));
+        assert_eq!(limits.waiting(), 2);
+        assert_eq!(limits.finish("a", false).start, vec![3]);
+        assert_eq!(limits.finish("a", false).start, vec![4]);
+        assert_eq!(limits.counts("a"), (2, 0));
+        assert!(limits.finish("a", false).start.is_empty());
+        assert!(limits.finish("a", false).start.is_empty());
+        assert_eq!(limits.counts("a"), (0, 0));
+        assert_eq!(limits.counts("b"), (1, 0));
+        assert_eq!(limits.waiting(), 0);
+    }
+
+    #[test]
+    fn a_new_cap_applies_to_what_waits() {
+        let limits = Limits::default();
+        limits.admit("a", 1, soon(1));
+        assert!(limits.admit("a", 1, soon(2)).start.is_empty());
+        // A later claim found that other nodes hold fewer leases: two may be in flight now.
+        assert_eq!(limits.admit("a", 3, soon(3)).start, vec![2, 3]);
+        // And more again: nothing starts while the node is over its new cap.
+        assert!(limits.admit("a", 1, soon(4)).start.is_empty());
+        assert!(limits.finish("a", false).start.is_empty());
+        assert!(limits.finish("a", false).start.is_empty());
+        assert_eq!(limits.finish("a", false).start, vec![4]);
+    }
+
+    #[test]
+    fn a_delivery_that_waited_too_long_is_handed_back() {
+        let limits = Limits::default();
+        limits.admit("a", 1, soon(1));
+        let stale = Waiting {
+            item: 2,
+            start_by: Instant::now(),
+        };
+        assert!(limits.admit("a", 1, stale).start.is_empty());
+        limits.admit("a", 1, soon(3));
+        let turns = limits.finish("a", false);
+        assert_eq!((turns.start, turns.handed_back), (vec![3], vec![2]));
+    }
+
+    #[test]
+    fn a_failed_request_hands_back_what_waits() {
+        let limits = Limits::default();
+        limits.admit("a", 1, soon(1));
+        limits.admit("a", 1, soon(2));
+        limits.admit("a", 1, soon(3));
+        let turns = limits.finish("a", true);
+        assert!(turns.start.is_empty());
+        assert_eq!(turns.handed_back, vec![2, 3]);
+        assert_eq!(limits.waiting(), 0);
+        assert!(limits.failing().contains("a"));
+        assert_eq!(limits.admit("a", 1, soon(4)).start, vec![4]);
+        limits.finish("a", false);
+        assert!(limits.failing().is_empty(), "a success clears it");
     }
 
     #[test]
     fn pacing_spaces_requests() {
-        let limits = Limits::default();
+        let limits: Limits<()> = Limits::default();
         assert!(limits.pace("k", 10).is_none());
         let second = limits.pace("k", 10).expect("second request waits");
         let third = limits.pace("k", 10).expect("third request waits");

@@ -24,6 +24,46 @@ use herald_core::retry::RetryPolicy;
 use crate::error::StoreResult;
 use crate::model::{ClaimedDelivery, EventKind};
 
+/// The unexpired leases of one dispatch key, as a claim counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leases {
+    /// Held by anyone.
+    pub all: u32,
+    /// Held by other nodes than the claiming one.
+    pub peers: u32,
+}
+
+/// How many more leases the claiming node may take for a key whose `max_in_flight` is `limit`, with a
+/// lease window of `window` ([`ClaimRequest::lease_window`](crate::ClaimRequest::lease_window)).
+///
+/// The node may have `limit - peers` requests of the key in flight (its peers' leases may all be
+/// requests in flight), and none if that is not positive. It may hold `window` times that many leases,
+/// and the key at most `window × limit` in all. That is `window × limit - all - (window - 1) × peers`:
+/// a node never leases more than it could send in `window` turns.
+///
+/// Why requests in flight stay within `limit` across nodes: a node sends at most `limit` minus the
+/// peers' leases its latest claim counted. Leases only grow by claims, so since the latest claim of
+/// all, every other node holds no more leases than that claim counted, and sends no more than it holds.
+pub fn lease_room(limit: u32, leases: Leases, window: u32) -> u32 {
+    let window = window.max(1);
+    if leases.peers >= limit {
+        return 0;
+    }
+    window
+        .saturating_mul(limit)
+        .saturating_sub(leases.all)
+        .saturating_sub((window - 1).saturating_mul(leases.peers))
+}
+
+/// The part of `counted` a claim reports: the keys some of whose leases other nodes hold.
+pub fn peer_leases(counted: &HashMap<String, Leases>) -> HashMap<String, u32> {
+    counted
+        .iter()
+        .filter(|(_, l)| l.peers > 0)
+        .map(|(k, l)| (k.clone(), l.peers))
+        .collect()
+}
+
 /// The columns every backend's candidate query selects, in [`CandidateRow`] order. Aliases: `d` deliveries,
 /// `e` events, `ep` endpoints (left-joined).
 pub const CANDIDATE_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.endpoint_id, d.dispatch_key, \
@@ -188,15 +228,15 @@ pub fn pacing_writes(
 }
 
 /// Choose, in the order read (key by key, each key's oldest first), the rows that fit their key's limit
-/// (`in_flight`: unexpired leases per key), up to `limit`; rows whose endpoint is gone or disabled are set
-/// aside.
+/// (`in_flight`: unexpired leases per key, [`lease_room`]), up to `limit`; rows whose endpoint is gone or
+/// disabled are set aside.
 pub fn select(
     rows: Vec<CandidateRow>,
-    in_flight: &HashMap<String, u32>,
+    in_flight: &HashMap<String, Leases>,
     limit: usize,
     now_ms: i64,
     lease_ms: i64,
-    default_max_in_flight: u32,
+    request: &crate::model::ClaimRequest,
 ) -> StoreResult<Selection> {
     let mut selection = Selection::default();
     let mut taken: HashMap<String, u32> = HashMap::new();
@@ -213,7 +253,7 @@ pub fn select(
             continue;
         }
         let id = row.id.clone();
-        let claimed = match row.into_claimed(now_ms, default_max_in_flight) {
+        let claimed = match row.into_claimed(now_ms, request.default_max_in_flight) {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(delivery_id = %id, error = %e, "quarantined an unreadable delivery");
@@ -223,9 +263,18 @@ pub fn select(
                 continue;
             }
         };
-        let out = in_flight.get(&claimed.dispatch_key).copied().unwrap_or(0);
+        let leases = in_flight
+            .get(&claimed.dispatch_key)
+            .copied()
+            .unwrap_or_default();
         let used = taken.entry(claimed.dispatch_key.clone()).or_insert(0);
-        if out + *used >= claimed.max_in_flight {
+        if *used
+            >= lease_room(
+                claimed.max_in_flight,
+                leases,
+                request.window_for(&claimed.dispatch_key),
+            )
+        {
             continue;
         }
         *used += 1;
@@ -233,4 +282,32 @@ pub fn select(
         selection.leased.push((claimed, lease_until));
     }
     Ok(selection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leases(all: u32, peers: u32) -> Leases {
+        Leases { all, peers }
+    }
+
+    #[test]
+    fn a_node_alone_may_lease_the_whole_window() {
+        assert_eq!(lease_room(16, leases(0, 0), 4), 64);
+        assert_eq!(lease_room(16, leases(64, 0), 4), 0);
+        assert_eq!(lease_room(16, leases(5, 0), 4), 59);
+        assert_eq!(lease_room(16, leases(5, 0), 1), 11);
+    }
+
+    #[test]
+    fn peers_leases_shrink_the_room_by_the_window() {
+        // Peers hold 4 of a limit of 16: this node may send 12 at a time and hold a window of that.
+        let mine = 3;
+        let room = lease_room(16, leases(4 + mine, 4), 4);
+        assert_eq!(mine + room, 12 * 4);
+        // Peers holding the whole limit leave nothing, however few this node holds.
+        assert_eq!(lease_room(16, leases(16, 16), 4), 0);
+        assert_eq!(lease_room(16, leases(40, 20), 4), 0);
+    }
 }

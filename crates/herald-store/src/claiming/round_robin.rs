@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use herald_core::pacing;
 
-use super::to_u32;
+use super::{lease_room, to_u32, Leases};
+use crate::model::ClaimRequest;
 
 /// Most dispatch keys one claim visits. A claim that stops short says so ([`Claim::more`]) and the next one
 /// goes on from there.
@@ -267,20 +268,29 @@ pub fn due_keys(keys: &[KeyDue], now_ms: i64) -> Vec<&str> {
         .collect()
 }
 
-/// The keys of a step that may be given work and have free slots, with how many (their limit minus the
-/// unexpired leases in `in_flight`).
+/// The keys of a step that may be given work and have room for more leases, with how many
+/// ([`lease_room`] of their limit, the unexpired leases in `in_flight` and the request's lease window;
+/// one lease in all while a breaker is half-open: the probe).
 pub fn due_shares(
     keys: &[KeyDue],
-    in_flight: &HashMap<String, u32>,
+    in_flight: &HashMap<String, Leases>,
     now_ms: i64,
-    default_max_in_flight: u32,
+    request: &ClaimRequest,
 ) -> Vec<KeyShare> {
     keys.iter()
         .filter(|k| k.claimable(now_ms))
         .filter_map(|k| {
-            let max = key_limit(k, default_max_in_flight);
-            let used = in_flight.get(&k.key).copied().unwrap_or(0);
-            let mut free = max.saturating_sub(used) as usize;
+            let leases = in_flight.get(&k.key).copied().unwrap_or_default();
+            let room = if k.probe_ms.is_some() {
+                1u32.saturating_sub(leases.all)
+            } else {
+                lease_room(
+                    key_limit(k, request.default_max_in_flight),
+                    leases,
+                    request.window_for(&k.key),
+                )
+            };
+            let mut free = room as usize;
             if let Some(rate) = k.rate_limit_per_s {
                 let allowed = pacing::allowance(to_u32(rate), k.next_send_ms, now_ms);
                 free = free.min(allowed as usize);
@@ -298,6 +308,14 @@ pub fn due_shares(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(default_max_in_flight: u32) -> ClaimRequest {
+        ClaimRequest {
+            default_max_in_flight,
+            lease_window: 1,
+            ..ClaimRequest::default()
+        }
+    }
 
     fn key(name: &str) -> KeyDue {
         KeyDue {
@@ -346,7 +364,7 @@ mod tests {
     #[test]
     fn rows_a_key_lacks_go_to_the_others_and_the_cursor_follows_the_last_served() {
         let mut gathered = Gathered::new(6);
-        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, 16);
+        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, &request(16));
         assert_eq!(shares[0].free, 4);
         let asks = gathered.next_round(&shares).unwrap();
         assert_eq!(asks, vec![4, 2]);
@@ -367,7 +385,7 @@ mod tests {
     #[test]
     fn a_key_that_runs_out_leaves_its_share_to_the_next_round() {
         let mut gathered = Gathered::new(8);
-        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, 16);
+        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, &request(16));
         shares[0].free = 10;
         shares[1].free = 10;
         assert_eq!(gathered.next_round(&shares).unwrap(), vec![4, 4]);
@@ -385,14 +403,24 @@ mod tests {
             next_send_ms,
             ..key("a")
         };
-        let fresh = due_shares(&[paced(None)], &HashMap::new(), 10_000, 16);
+        let fresh = due_shares(&[paced(None)], &HashMap::new(), 10_000, &request(16));
         assert_eq!(
             fresh[0].free, 2,
             "one second's worth, under max_in_flight 4"
         );
-        let spent = due_shares(&[paced(Some(11_000))], &HashMap::new(), 10_000, 16);
+        let spent = due_shares(
+            &[paced(Some(11_000))],
+            &HashMap::new(),
+            10_000,
+            &request(16),
+        );
         assert!(spent.is_empty(), "its next second is taken");
-        let half = due_shares(&[paced(Some(10_500))], &HashMap::new(), 10_000, 16);
+        let half = due_shares(
+            &[paced(Some(10_500))],
+            &HashMap::new(),
+            10_000,
+            &request(16),
+        );
         assert_eq!(half[0].free, 1);
     }
 
@@ -402,16 +430,21 @@ mod tests {
             probe_ms: Some(100),
             ..key("a")
         };
-        let shares = due_shares(&[open.clone(), key("b")], &HashMap::new(), 50, 16);
+        let shares = due_shares(&[open.clone(), key("b")], &HashMap::new(), 50, &request(16));
         assert_eq!(shares.len(), 1);
         assert_eq!(shares[0].key, "b");
         assert_eq!(
             due_keys(std::slice::from_ref(&open), 50),
             Vec::<&str>::new()
         );
-        let shares = due_shares(std::slice::from_ref(&open), &HashMap::new(), 100, 16);
+        let shares = due_shares(
+            std::slice::from_ref(&open),
+            &HashMap::new(),
+            100,
+            &request(16),
+        );
         assert_eq!(shares[0].free, 1);
-        let probing = HashMap::from([("a".to_string(), 1)]);
-        assert!(due_shares(&[open], &probing, 100, 16).is_empty());
+        let probing = HashMap::from([("a".to_string(), Leases { all: 1, peers: 0 })]);
+        assert!(due_shares(&[open], &probing, 100, &request(16)).is_empty());
     }
 }

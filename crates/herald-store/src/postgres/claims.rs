@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_keys, due_shares, pacing_writes, select, CandidateRow, Gathered, KeyDue, KeyShare, KeyWalk,
-    Selection, CANDIDATE_COLUMNS,
+    due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
+    KeyDue, KeyShare, KeyWalk, Leases, Selection, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -86,32 +86,48 @@ async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<Ke
 /// them may predate a commit that opened a breaker or another node's claim that paced a key.
 #[derive(Default)]
 struct KeyState {
-    in_flight: HashMap<String, u32>,
+    in_flight: HashMap<String, Leases>,
     probes: HashMap<String, i64>,
     next_sends: HashMap<String, i64>,
 }
 
-async fn key_state(tx: &Transaction<'_>, keys: &[&str], now_ms: i64) -> StoreResult<KeyState> {
+async fn key_state(
+    tx: &Transaction<'_>,
+    keys: &[&str],
+    node: &str,
+    now_ms: i64,
+) -> StoreResult<KeyState> {
     let mut state = KeyState::default();
     if keys.is_empty() {
         return Ok(state);
     }
     let stmt = tx
         .prepare_cached(
-            "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint FROM deliveries \
+            "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint, \
+                    COUNT(*) FILTER (WHERE lease_owner <> $3 AND NOT starts_with(lease_owner, $3 || '.')) \
+             FROM deliveries \
              WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
-             UNION ALL SELECT key, -1, probe_ms, NULL FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
-             UNION ALL SELECT key, -1, NULL, next_send_ms FROM key_pacing WHERE key = ANY($2)",
+             UNION ALL SELECT key, -1, probe_ms, NULL, 0 FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
+             UNION ALL SELECT key, -1, NULL, next_send_ms, 0 FROM key_pacing WHERE key = ANY($2)",
         )
         .await
         .map_err(pg_error)?;
-    for row in &tx.query(&stmt, &[&now_ms, &keys]).await.map_err(pg_error)? {
+    for row in &tx
+        .query(&stmt, &[&now_ms, &keys, &node])
+        .await
+        .map_err(pg_error)?
+    {
         let key = get::<String>(row, 0)?;
         let count = get::<i64>(row, 1)?;
         if count >= 0 {
-            state
-                .in_flight
-                .insert(key, count.clamp(0, i64::from(u32::MAX)) as u32);
+            let peers = get::<i64>(row, 4)?;
+            state.in_flight.insert(
+                key,
+                Leases {
+                    all: to_u32(count),
+                    peers: to_u32(peers),
+                },
+            );
             continue;
         }
         if let Some(probe) = get::<Option<i64>>(row, 2)? {
@@ -200,7 +216,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
             locked = true;
         }
-        let state = key_state(tx, &due, now).await?;
+        let state = key_state(tx, &due, &request.node, now).await?;
         in_flight.extend(state.in_flight);
         for k in keys.iter_mut().filter(|k| k.claimable(now)) {
             k.probe_ms = state.probes.get(&k.key).copied();
@@ -209,7 +225,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
                 paced.insert(k.key.clone(), k.next_send_ms);
             }
         }
-        let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
+        let mut shares = due_shares(&keys, &in_flight, now, request);
         while let Some(asks) = gathered.next_round(&shares) {
             read_round(tx, &mut gathered, &mut shares, &asks, now).await?;
         }
@@ -239,7 +255,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         request.limit,
         now,
         request.lease_ms,
-        request.default_max_in_flight,
+        request,
     )?;
     let set_aside = !selection.endpoint_deleted.is_empty()
         || !selection.endpoint_disabled.is_empty()
@@ -258,6 +274,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         deliveries: selection.leased.into_iter().map(|(d, _)| d).collect(),
         next_key: plan.next_key,
         more: plan.more || set_aside,
+        peer_leases: peer_leases(&in_flight),
     })
 }
 

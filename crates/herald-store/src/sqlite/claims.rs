@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::writer::WriteCtx;
 use crate::claiming::{
-    due_keys, due_shares, pacing_writes, select, CandidateRow, Gathered, KeyDue, KeyWalk,
-    CANDIDATE_COLUMNS,
+    due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
+    KeyDue, KeyWalk, Leases, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -54,20 +54,30 @@ fn candidate_row(row: &Row) -> rusqlite::Result<CandidateRow> {
     })
 }
 
-/// Unexpired leases per dispatch key, for `keys`.
+/// Unexpired leases per dispatch key, for `keys`: all of them, and those held by other owners than
+/// `node`.
 fn leases_per_key(
     conn: &Connection,
     keys: &[&str],
+    node: &str,
     now_ms: i64,
-) -> StoreResult<HashMap<String, u32>> {
+) -> StoreResult<HashMap<String, Leases>> {
     let mut count = conn.prepare_cached(
-        "SELECT COUNT(*) FROM deliveries WHERE status = 'in_progress' AND dispatch_key = ?1 AND due_ms > ?2",
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN lease_owner = ?3 OR substr(lease_owner, 1, length(?3) + 1) = ?3 || '.' \
+         THEN 0 ELSE 1 END), 0) FROM deliveries WHERE status = 'in_progress' AND dispatch_key = ?1 AND due_ms > ?2",
     )?;
     let mut out = HashMap::new();
     for key in keys {
-        let n: i64 = count.query_row(params![key, now_ms], |r| r.get(0))?;
-        if n > 0 {
-            out.insert(key.to_string(), n.clamp(0, i64::from(u32::MAX)) as u32);
+        let (all, peers): (i64, i64) =
+            count.query_row(params![key, now_ms, node], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if all > 0 {
+            out.insert(
+                key.to_string(),
+                Leases {
+                    all: to_u32(all),
+                    peers: to_u32(peers),
+                },
+            );
         }
     }
     Ok(out)
@@ -121,13 +131,13 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
             last_visited = Some(k.key.clone());
         }
         let due = due_keys(&keys, now);
-        in_flight.extend(leases_per_key(conn, &due, now)?);
+        in_flight.extend(leases_per_key(conn, &due, &request.node, now)?);
         paced.extend(
             keys.iter()
                 .filter(|k| k.rate_limit_per_s.is_some())
                 .map(|k| (k.key.clone(), k.next_send_ms)),
         );
-        let mut shares = due_shares(&keys, &in_flight, now, request.default_max_in_flight);
+        let mut shares = due_shares(&keys, &in_flight, now, request);
         while let Some(asks) = gathered.next_round(&shares) {
             for (share, asked) in shares.iter_mut().zip(asks) {
                 if asked == 0 {
@@ -156,7 +166,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         request.limit,
         now,
         request.lease_ms,
-        request.default_max_in_flight,
+        request,
     )?;
     let set_aside = !selection.endpoint_deleted.is_empty()
         || !selection.endpoint_disabled.is_empty()
@@ -192,6 +202,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         deliveries,
         next_key: plan.next_key,
         more: plan.more || set_aside,
+        peer_leases: peer_leases(&in_flight),
     })
 }
 

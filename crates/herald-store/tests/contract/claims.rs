@@ -119,8 +119,10 @@ pub async fn claims_are_exclusive(store: Shared) {
     );
 }
 
-/// A dispatch key never has more than its `max_in_flight` unexpired leases, whoever holds them.
+/// A dispatch key never has more than the lease window times its `max_in_flight` unexpired leases, whoever
+/// holds them.
 pub async fn per_key_limits(store: Shared) {
+    let window = WINDOW as usize;
     let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
     ep.max_in_flight = 3;
     store.create_endpoint(&ep).await.unwrap();
@@ -130,17 +132,21 @@ pub async fn per_key_limits(store: Shared) {
     let now = BASE + 100;
 
     let first = claimed(&store, &claim_request("w1", now, 50)).await;
-    assert_eq!(first.len(), 3);
+    assert_eq!(first.len(), 3 * window);
     let key = first[0].dispatch_key.clone();
     assert!(first
         .iter()
         .all(|c| c.dispatch_key == key && c.max_in_flight == 3));
-    // The three leases count for every worker, not just the one holding them.
+    // The leases count for every node, not just the one holding them.
     assert!(claimed(&store, &claim_request("w2", now, 50))
         .await
         .is_empty());
+    assert!(claimed(&store, &claim_request("w1", now, 50))
+        .await
+        .is_empty());
 
-    // One result recorded frees one slot.
+    // One result recorded frees one lease, for the node that holds the rest: another node, whose peers
+    // hold the key's whole limit, could not send it.
     record(
         &store,
         attempt_result(
@@ -153,13 +159,16 @@ pub async fn per_key_limits(store: Shared) {
         ),
     )
     .await;
-    let second = claimed(&store, &claim_request("w2", now + 2, 50)).await;
+    assert!(claimed(&store, &claim_request("w2", now + 2, 50))
+        .await
+        .is_empty());
+    let second = claimed(&store, &claim_request("w1", now + 2, 50)).await;
     assert_eq!(second.len(), 1);
 
     // Expired leases no longer count: their deliveries and the free slots are claimable again.
     let later = now + 2 + LEASE_SPAN + 1;
     let third = claimed(&store, &claim_request("w3", later, 50)).await;
-    assert_eq!(third.len(), 3);
+    assert_eq!(third.len(), 9.min(3 * window));
 
     // Direct deliveries, without an endpoint, use the request's default limit, per host.
     for i in 0..5 {
@@ -176,11 +185,13 @@ pub async fn per_key_limits(store: Shared) {
     let mut request = claim_request("w", later, 50);
     request.default_max_in_flight = 2;
     let direct = claimed(&store, &request).await;
-    assert_eq!(direct.len(), 2);
+    assert_eq!(direct.len(), 5.min(2 * window));
     assert!(direct
         .iter()
         .all(|c| c.endpoint_id.is_none() && c.max_in_flight == 2));
-    assert_eq!(direct[0].dispatch_key, direct[1].dispatch_key);
+    assert!(direct
+        .iter()
+        .all(|c| c.dispatch_key == direct[0].dispatch_key));
     assert!(claimed(&store, &request).await.is_empty());
 
     // `limit` caps the batch.
@@ -189,6 +200,63 @@ pub async fn per_key_limits(store: Shared) {
     assert_eq!(claimed(&store, &request).await.len(), 1);
     request.limit = 0;
     assert!(claimed(&store, &request).await.is_empty());
+}
+
+/// A key the request names as narrow is leased only what can be sent at once.
+pub async fn narrow_keys_get_no_lease_window(store: Shared) {
+    let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
+    ep.max_in_flight = 3;
+    store.create_endpoint(&ep).await.unwrap();
+    for i in 0..20 {
+        publish(&store, "narrow", BASE + i).await;
+    }
+    let mut request = claim_request("w1", BASE + 100, 50);
+    request.narrow_keys.insert(ep.id.clone());
+    assert_eq!(claimed(&store, &request).await.len(), 3);
+    assert!(claimed(&store, &request).await.is_empty());
+    request.narrow_keys.clear();
+    assert_eq!(
+        claimed(&store, &request).await.len(),
+        3 * WINDOW as usize - 3
+    );
+}
+
+/// A claim reports the leases other nodes hold on the keys it looked at, and leases no more than the
+/// node could send with the rest of the limit: its own claims (`<node>.<n>`) are not its peers'.
+pub async fn peer_leases_shrink_a_nodes_share(store: Shared) {
+    let window = WINDOW;
+    let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
+    ep.max_in_flight = 4;
+    store.create_endpoint(&ep).await.unwrap();
+    for i in 0..40 {
+        publish(&store, "shared", BASE + i).await;
+    }
+    let now = BASE + 100;
+    let mut a = claim_request("a.1", now, 3);
+    a.node = "a".into();
+    let a_first = store.claim_due(&a).await.unwrap();
+    assert_eq!(a_first.deliveries.len(), 3);
+    assert!(a_first.peer_leases.is_empty(), "nobody else holds leases");
+
+    // Node b may send 4 - 3 = 1 at a time, and holds a window of that.
+    let mut b = claim_request("b.1", now, 50);
+    b.node = "b".into();
+    let b_claim = store.claim_due(&b).await.unwrap();
+    assert_eq!(b_claim.deliveries.len(), window as usize);
+    let key = b_claim.deliveries[0].dispatch_key.clone();
+    assert_eq!(b_claim.peer_leases.get(&key), Some(&3));
+
+    // Node a, under another claim id of its own, counts b's leases as its peers' and its own as not.
+    let mut a_again = claim_request("a.2", now, 50);
+    a_again.node = "a".into();
+    let a_second = store.claim_due(&a_again).await.unwrap();
+    assert_eq!(a_second.peer_leases.get(&key), Some(&window));
+    let a_room = if window >= 4 {
+        0
+    } else {
+        (4 * window).saturating_sub(3 + window + (window - 1) * window)
+    };
+    assert_eq!(a_second.deliveries.len() as u32, a_room);
 }
 
 /// Leases given back are claimable at once and the delivery keeps its waiting status.

@@ -62,6 +62,8 @@ macro_rules! contract_tests {
             publish::traces_ride_with_events,
             claims::claims_are_exclusive,
             claims::per_key_limits,
+            claims::peer_leases_shrink_a_nodes_share,
+            claims::narrow_keys_get_no_lease_window,
             scheduling::claims_interleave_keys,
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
@@ -217,14 +219,20 @@ pub fn new_direct(tenant: &str, url: &str, payload: &str, now_ms: i64) -> NewDir
 }
 
 /// A claim that starts the round robin at the first key.
+/// The lease window of [`claim_request`]'s claims.
+pub const WINDOW: u32 = 2;
+
 pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
     ClaimRequest {
         owner: owner.to_string(),
+        node: owner.to_string(),
         now_ms,
         lease_ms: LEASE_MS,
         limit,
         after_key: String::new(),
         default_max_in_flight: 1_000,
+        lease_window: WINDOW,
+        narrow_keys: Default::default(),
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn record_and_claim_refills_freed_slots(store: Shared) {
     let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
     ep.max_in_flight = 2;
     store.create_endpoint(&ep).await.unwrap();
-    for i in 0..5 {
+    for i in 0..8 {
         publish(&store, "refill", BASE + i).await;
     }
     let now = BASE + 100;
@@ -111,17 +111,21 @@ pub async fn record_and_claim_refills_freed_slots(store: Shared) {
         .claim_due(&claim_request("w1", now, 50))
         .await
         .unwrap();
-    assert_eq!(first.deliveries.len(), 2);
+    let window = 2 * WINDOW as usize;
+    assert_eq!(first.deliveries.len(), window);
     let done = &first.deliveries[0];
     let result = attempt_result(&done.id, "w1", 1, Some(204), NextState::Delivered, now + 1);
     let (claimed, refill) = tokio::sync::oneshot::channel();
     store
-        .record_and_claim(vec![result], &claim_request("w2", now + 2, 50), claimed)
+        .record_and_claim(vec![result], &claim_request("w1", now + 2, 50), claimed)
         .await
         .unwrap();
     let refill = refill.await.expect("the claim is handed over");
     assert_eq!(refill.deliveries.len(), 1, "exactly the freed slot");
-    assert!(refill.deliveries[0].id != first.deliveries[1].id);
+    assert!(first
+        .deliveries
+        .iter()
+        .all(|d| d.id != refill.deliveries[0].id));
     let recorded = store.get_delivery(DEFAULT_TENANT, &done.id).await.unwrap();
     assert_eq!(recorded.status, DeliveryStatus::Delivered);
     let leased = store
@@ -129,8 +133,8 @@ pub async fn record_and_claim_refills_freed_slots(store: Shared) {
         .await
         .unwrap();
     assert_eq!(leased.status, DeliveryStatus::InProgress);
-    // Both slots are taken again.
-    assert!(claim(&store, "w3", now + 3).await.is_empty());
+    // The window is full again.
+    assert!(claim(&store, "w1", now + 3).await.is_empty());
 }
 
 /// A paced endpoint is leased only what its rate allows now, whoever claims: the pacing time is stored, so

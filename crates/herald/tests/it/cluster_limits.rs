@@ -58,3 +58,48 @@ async fn two_nodes_share_one_endpoint_rate_limit() {
         "{events} requests at {rate}/s arrived within {took:?} of the first: faster than the rate"
     );
 }
+
+/// Three nodes on one PostgreSQL database, each publishing and claiming, never have more than an
+/// endpoint's `max_in_flight` requests at its receiver at once, though each may lease ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_one_endpoint_max_in_flight() {
+    let Some(a) = TestApp::spawn_on(Backend::Postgres, |c| c.delivery.poll_interval_ms = 100).await
+    else {
+        return;
+    };
+    let url = a.database_url();
+    let mut nodes = vec![a];
+    for _ in 0..2 {
+        let url = url.clone();
+        nodes.push(
+            TestApp::spawn_with(|c| {
+                c.database_url = url;
+                c.delivery.poll_interval_ms = 100;
+            })
+            .await,
+        );
+    }
+    let rx = TestReceiver::start(Reply::slow(204, Duration::from_millis(40))).await;
+    let limit = 4;
+    nodes[0]
+        .endpoint(json!({
+            "url": rx.url("/limited"), "event_types": ["tick"], "max_in_flight": limit,
+        }))
+        .await;
+    let events = 120;
+    for n in 0..events {
+        let (status, body) = nodes[n % 3]
+            .post(
+                "/v1/events",
+                json!({"event_type": "tick", "payload": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202, "{body}");
+    }
+    rx.wait_for(events, Duration::from_secs(60)).await;
+    let peak = rx.peak();
+    assert!(
+        (1..=limit).contains(&peak),
+        "{peak} requests at once from three nodes, against max_in_flight {limit}"
+    );
+}

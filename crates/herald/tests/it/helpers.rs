@@ -324,6 +324,29 @@ struct Script {
     default: Mutex<Option<Reply>>,
     seen: Mutex<Vec<Seen>>,
     arrived: Notify,
+    /// Requests being answered now, and the most at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one request being answered, also when the caller goes away mid-answer.
+struct Answering<'a>(&'a Script);
+
+impl<'a> Answering<'a> {
+    fn new(script: &'a Script) -> Answering<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = script.in_flight.fetch_add(1, SeqCst) + 1;
+        script.peak.fetch_max(now, SeqCst);
+        Answering(script)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A webhook receiver that answers from a script (then a default) and records every request.
@@ -343,9 +366,11 @@ async fn answer(
     let reply = reply
         .or(*script.default.lock().unwrap())
         .unwrap_or(Reply::status(204));
+    let answering = Answering::new(&script);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    drop(answering);
     script.seen.lock().unwrap().push(Seen {
         path: uri.path().to_string(),
         headers,
@@ -401,6 +426,11 @@ impl TestReceiver {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.script.seen.lock().unwrap().clone()
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn peak(&self) -> usize {
+        self.script.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
