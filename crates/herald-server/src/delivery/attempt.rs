@@ -85,11 +85,29 @@ pub fn launch(ctx: &Arc<AttemptContext>, turns: Turns<Leased>) {
         for (owner, ids) in by_owner {
             tracing::debug!(owner = %owner, deliveries = ids.len(),
                 "giving back leases that waited for their endpoint's turn");
-            if let Err(e) = store.release_leases(&owner, &ids, now_ms()).await {
-                tracing::warn!(error = %e, "cannot give back leases; they will expire");
-            }
+            give_back(store.as_ref(), &owner, &ids).await;
         }
     });
+}
+
+/// Release `ids` leased under `owner`, retrying while the store is away (a lease left to expire would
+/// hold its delivery back for the whole lease); after a minute of failures the leases are left to expire.
+async fn give_back(store: &dyn Store, owner: &str, ids: &[String]) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let mut backoff = std::time::Duration::from_millis(50);
+    loop {
+        match store.release_leases(owner, ids, now_ms()).await {
+            Ok(_) => return,
+            Err(e) if Instant::now() + backoff > deadline => {
+                tracing::warn!(error = %e, deliveries = ids.len(), "cannot give back leases; they will expire");
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Holds an attempt's slot (its global permit and its endpoint's count). Finished normally, it frees them;

@@ -18,7 +18,7 @@ use herald_store::{Claim, ClaimRequest, Store};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::attempt::{self, AttemptContext, Leased};
-use super::limits::Waiting;
+use super::limits::{Turns, Waiting};
 use crate::app::now_ms;
 use crate::config::DeliveryConfig;
 use crate::failpoint;
@@ -27,13 +27,18 @@ use crate::failpoint;
 /// ([`ClaimRequest::lease_window`]). The leases beyond `max_in_flight` wait in order and start the moment
 /// a response comes back, so an endpoint with the default `max_in_flight` (16) is not held to 16
 /// requests per store commit. Measured on one default endpoint (docs/BENCHMARKS.md): PostgreSQL
-/// delivered 4,220–4,683/s with a window of 2, 5,138–5,525/s with 4 and 5,984–6,320/s with 8, against
-/// 7,034/s with `max_in_flight` 512.
-const LEASE_WINDOW: u32 = 8;
-/// At most this share of the global concurrency waits for an endpoint's turn; past it, claims lease
-/// only what can be sent at once, so endpoints that hang cannot park the node's capacity in waiting
-/// leases.
+/// delivered 4,220–4,683/s with a window of 2, 5,138–5,525/s with 4, 5,984–6,320/s with 8 and
+/// 6,772–6,928/s with 16, against 7,034–7,316/s with `max_in_flight` 512.
+const LEASE_WINDOW: u32 = 16;
+/// At most this share of the global concurrency waits for an endpoint's turn ([`most_waiting`]).
 const WAITING_SHARE: usize = 4;
+
+/// How many leased deliveries may wait for their endpoint's turn on a node of `concurrency`: past it,
+/// claims lease only what can be sent at once and a delivery that would wait is handed back, so
+/// endpoints that hang cannot park the node's capacity in waiting leases.
+pub fn most_waiting(concurrency: usize) -> usize {
+    concurrency / WAITING_SHARE
+}
 
 /// Most deliveries claimed in one go.
 const CLAIM_BATCH: usize = 512;
@@ -120,8 +125,7 @@ impl Dispatch {
             node: self.context.owner.clone(),
             after_key: self.cursor.lock().expect("cursor").clone(),
             default_max_in_flight: self.config.default_max_in_flight,
-            lease_window: if self.context.limits.waiting() < self.config.concurrency / WAITING_SHARE
-            {
+            lease_window: if self.context.limits.waiting() < most_waiting(self.config.concurrency) {
                 LEASE_WINDOW
             } else {
                 1
@@ -146,6 +150,10 @@ impl Dispatch {
         let ctx = &self.context;
         ctx.metrics.claimed(claim.deliveries.len());
         let start_by = std::time::Instant::now() + waiting_allowance(self.config.lease_ms);
+        let mut all = Turns {
+            start: Vec::new(),
+            handed_back: Vec::new(),
+        };
         for delivery in claim.deliveries {
             let permit = permits.split(1).expect("a permit per claimed delivery");
             let key = delivery.dispatch_key.clone();
@@ -164,8 +172,10 @@ impl Dispatch {
                     start_by,
                 },
             );
-            attempt::launch(ctx, turns);
+            all.start.extend(turns.start);
+            all.handed_back.extend(turns.handed_back);
         }
+        attempt::launch(ctx, all);
         // The slots left over are free again: a dispatcher waiting for one may go on.
         drop(permits);
         ctx.slot_freed.notify_one();

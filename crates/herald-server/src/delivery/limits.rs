@@ -64,26 +64,34 @@ pub struct Limits<T> {
     keys: Mutex<HashMap<String, KeyState<T>>>,
     /// Deliveries waiting, across keys.
     waiting: AtomicUsize,
-}
-
-impl<T> Default for Limits<T> {
-    fn default() -> Self {
-        Limits {
-            keys: Mutex::new(HashMap::new()),
-            waiting: AtomicUsize::new(0),
-        }
-    }
+    /// Most deliveries waiting at once; past it, a delivery that cannot start is handed back.
+    most_waiting: usize,
 }
 
 impl<T> Limits<T> {
+    /// Bookkeeping where at most `most_waiting` deliveries wait at once.
+    pub fn new(most_waiting: usize) -> Limits<T> {
+        Limits {
+            keys: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+            most_waiting,
+        }
+    }
+
     /// Queue a leased delivery of `key`, which may have `cap` requests in flight on this node, and say
-    /// which of its waiting deliveries start now (in the order they were leased).
+    /// which of its waiting deliveries start now (in the order they were leased). If it would wait while
+    /// the most deliveries already wait, it is handed back.
     pub fn admit(&self, key: &str, cap: u32, waiting: Waiting<T>) -> Turns<T> {
         let mut keys = self.keys.lock().expect("limits lock");
         let state = keys.entry(key.to_string()).or_default();
         state.cap = cap;
         state.waiting.push_back(waiting);
-        let turns = take_turns(state, Instant::now());
+        let mut turns = take_turns(state, Instant::now());
+        if !state.waiting.is_empty() && self.waiting() >= self.most_waiting {
+            if let Some(last) = state.waiting.pop_back() {
+                turns.handed_back.push(last.item);
+            }
+        }
         self.count_waiting(1, &turns);
         turns
     }
@@ -196,7 +204,7 @@ mod tests {
 
     #[test]
     fn requests_start_up_to_the_cap_and_the_rest_wait_in_order() {
-        let limits = Limits::default();
+        let limits = Limits::new(100);
         assert_eq!(limits.admit("a", 2, soon(1)).start, vec![1]);
         assert_eq!(limits.admit("a", 2, soon(2)).start, vec![2]);
         assert!(limits.admit("a", 2, soon(3)).start.is_empty());
@@ -216,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_new_cap_applies_to_what_waits() {
-        let limits = Limits::default();
+        let limits = Limits::new(100);
         limits.admit("a", 1, soon(1));
         assert!(limits.admit("a", 1, soon(2)).start.is_empty());
         // A later claim found that other nodes hold fewer leases: two may be in flight now.
@@ -230,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_delivery_that_waited_too_long_is_handed_back() {
-        let limits = Limits::default();
+        let limits = Limits::new(100);
         limits.admit("a", 1, soon(1));
         let stale = Waiting {
             item: 2,
@@ -244,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_failed_request_hands_back_what_waits() {
-        let limits = Limits::default();
+        let limits = Limits::new(100);
         limits.admit("a", 1, soon(1));
         limits.admit("a", 1, soon(2));
         limits.admit("a", 1, soon(3));
@@ -259,8 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn past_the_most_waiting_a_delivery_that_cannot_start_is_handed_back() {
+        let limits = Limits::new(2);
+        limits.admit("a", 1, soon(1));
+        limits.admit("a", 1, soon(2));
+        limits.admit("b", 1, soon(3));
+        limits.admit("b", 1, soon(4));
+        assert_eq!(limits.waiting(), 2);
+        let turns = limits.admit("b", 1, soon(5));
+        assert_eq!((turns.start, turns.handed_back), (vec![], vec![5]));
+        assert_eq!(
+            limits.admit("c", 1, soon(6)).start,
+            vec![6],
+            "one that can start does"
+        );
+        assert_eq!(limits.waiting(), 2);
+    }
+
+    #[test]
     fn pacing_spaces_requests() {
-        let limits: Limits<()> = Limits::default();
+        let limits: Limits<()> = Limits::new(100);
         assert!(limits.pace("k", 10).is_none());
         let second = limits.pace("k", 10).expect("second request waits");
         let third = limits.pace("k", 10).expect("third request waits");

@@ -108,7 +108,7 @@ impl Engine {
         let (results_tx, results) = mpsc::channel(config.concurrency.max(1));
         let context = Arc::new(AttemptContext {
             client: DeliveryClient::new(outbound),
-            limits: Default::default(),
+            limits: limits::Limits::new(dispatcher::most_waiting(config.concurrency)),
             results: results_tx,
             slot_freed: Notify::new(),
             owner,

@@ -375,6 +375,16 @@ pub async fn release_leases(
     ids: &[String],
     now_ms: i64,
 ) -> StoreResult<()> {
+    // The engine may give leases back while the claim that took them is still committing (a refill
+    // starts its attempts before its commit). An UPDATE alone would read the rows as they were before
+    // that claim, not match them and leave them leased; waiting for their row locks first means the
+    // UPDATE, a statement of its own with a snapshot of its own, sees the claim's outcome.
+    c.execute(
+        "SELECT 1 FROM deliveries WHERE id = ANY($1) FOR UPDATE",
+        &[&ids],
+    )
+    .await
+    .map_err(pg_error)?;
     c.execute(
         "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
          due_ms = $1, lease_owner = NULL, updated_ms = $1 \

@@ -150,9 +150,13 @@ async fn three_nodes_lose_nothing_when_one_is_killed_mid_load() {
             .or_default() += 1;
     }
     let duplicates: u32 = per_id.values().map(|n| n - 1).sum();
+    // Only what the killed node had sent and not yet recorded is sent again: at most its leases, which
+    // are the endpoint's max_in_flight and what may wait for a turn (a quarter of the default
+    // concurrency of 512).
+    let held_at_most = max_in_flight + 512 / 4;
     assert!(
-        duplicates <= max_in_flight,
-        "duplicates ({duplicates}) are bounded by what was in flight cluster-wide ({max_in_flight})"
+        duplicates <= held_at_most,
+        "duplicates ({duplicates}) are bounded by what the killed node could hold leased ({held_at_most})"
     );
 
     let deadline = Instant::now() + Duration::from_secs(30);
