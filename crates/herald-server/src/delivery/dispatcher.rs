@@ -150,10 +150,7 @@ impl Dispatch {
         let ctx = &self.context;
         ctx.metrics.claimed(claim.deliveries.len());
         let start_by = std::time::Instant::now() + waiting_allowance(self.config.lease_ms);
-        let mut all = Turns {
-            start: Vec::new(),
-            handed_back: Vec::new(),
-        };
+        let mut all = Turns::default();
         for delivery in claim.deliveries {
             let permit = permits.split(1).expect("a permit per claimed delivery");
             let key = delivery.dispatch_key.clone();

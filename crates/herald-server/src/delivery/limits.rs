@@ -58,6 +58,15 @@ pub struct Turns<T> {
     pub handed_back: Vec<T>,
 }
 
+impl<T> Default for Turns<T> {
+    fn default() -> Self {
+        Turns {
+            start: Vec::new(),
+            handed_back: Vec::new(),
+        }
+    }
+}
+
 /// Shared by the dispatcher, the recorder's refills and the attempt tasks. A std `Mutex` is right here: it
 /// is held for a few map operations and never across an `.await`.
 pub struct Limits<T> {
@@ -124,10 +133,7 @@ impl<T> Limits<T> {
     pub fn finish(&self, key: &str, failed: bool) -> Turns<T> {
         let mut keys = self.keys.lock().expect("limits lock");
         let Some(state) = keys.get_mut(key) else {
-            return Turns {
-                start: Vec::new(),
-                handed_back: Vec::new(),
-            };
+            return Turns::default();
         };
         state.in_flight = state.in_flight.saturating_sub(1);
         state.failing = failed;
@@ -173,10 +179,7 @@ impl<T> Limits<T> {
 /// Take waiting deliveries, oldest first, while the key has room; those past their `start_by` are
 /// handed back instead of started.
 fn take_turns<T>(state: &mut KeyState<T>, now: Instant) -> Turns<T> {
-    let mut turns = Turns {
-        start: Vec::new(),
-        handed_back: Vec::new(),
-    };
+    let mut turns = Turns::default();
     while state.in_flight < state.cap {
         let Some(next) = state.waiting.pop_front() else {
             break;
