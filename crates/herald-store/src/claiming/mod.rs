@@ -228,16 +228,14 @@ pub fn pacing_writes(
 }
 
 /// Choose, in the order read (key by key, each key's oldest first), the rows that fit their key's limit
-/// (`in_flight`: unexpired leases per key, [`lease_room`]), up to `limit`; rows whose endpoint is gone or
-/// disabled are set aside.
+/// (`in_flight`: unexpired leases per key, [`lease_room`]), up to the request's `limit`; rows whose
+/// endpoint is gone or disabled are set aside.
 pub fn select(
     rows: Vec<CandidateRow>,
     in_flight: &HashMap<String, Leases>,
-    limit: usize,
-    now_ms: i64,
-    lease_ms: i64,
     request: &crate::model::ClaimRequest,
 ) -> StoreResult<Selection> {
+    let (limit, now_ms, lease_ms) = (request.limit, request.now_ms, request.lease_ms);
     let mut selection = Selection::default();
     let mut taken: HashMap<String, u32> = HashMap::new();
     for row in rows {

@@ -249,14 +249,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
             .map(candidate_row)
             .collect::<StoreResult<Vec<_>>>()?
     };
-    let selection = select(
-        rows,
-        &in_flight,
-        request.limit,
-        now,
-        request.lease_ms,
-        request,
-    )?;
+    let selection = select(rows, &in_flight, request)?;
     let set_aside = !selection.endpoint_deleted.is_empty()
         || !selection.endpoint_disabled.is_empty()
         || !selection.quarantined.is_empty();

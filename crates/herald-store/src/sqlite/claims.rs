@@ -160,14 +160,7 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     for id in &plan.picked {
         rows.push(fetch.query_row([id], candidate_row)?);
     }
-    let selection = select(
-        rows,
-        &in_flight,
-        request.limit,
-        now,
-        request.lease_ms,
-        request,
-    )?;
+    let selection = select(rows, &in_flight, request)?;
     let set_aside = !selection.endpoint_deleted.is_empty()
         || !selection.endpoint_disabled.is_empty()
         || !selection.quarantined.is_empty();
