@@ -23,7 +23,7 @@ pub use history::write_history;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
@@ -37,8 +37,8 @@ const READERS: usize = 4;
 /// Herald's embedded store.
 pub struct SqliteStore {
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
-    reader_slots: Semaphore,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
     path: PathBuf,
     _lock: File,
 }
@@ -68,8 +68,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             writer: Writer::start(conn),
-            readers: Mutex::new(readers),
-            reader_slots: Semaphore::new(READERS),
+            readers: Arc::new(Mutex::new(readers)),
+            reader_slots: Arc::new(Semaphore::new(READERS)),
             path: path.to_path_buf(),
             _lock: lock,
         })
@@ -94,21 +94,25 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _slot = self
+        let slot = self
             .reader_slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Unavailable("store closed".into()))?;
         let conn = self.readers.lock().expect("reader pool lock").pop();
         let conn = conn.ok_or_else(|| StoreError::Internal("reader pool empty".into()))?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
+        // The blocking task puts the connection back and frees the slot itself, so a caller that stops
+        // waiting (a client gone, a `select!` that took another branch) cannot take a reader with it.
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
             let result = query(&conn);
-            (conn, result)
+            readers.lock().expect("reader pool lock").push(conn);
+            drop(slot);
+            result
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
-        self.readers.lock().expect("reader pool lock").push(conn);
-        result
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 }
 
@@ -144,4 +148,47 @@ fn lock_exclusive(path: &Path) -> StoreResult<File> {
         )));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_read_gives_its_reader_back() {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-store-readers-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
+        let store = SqliteStore::open(&dir.join("herald.db"), 0).expect("open");
+        // More abandoned reads than there are readers: each caller stops waiting while its query runs.
+        for _ in 0..READERS * 2 {
+            let slow = store.read(|conn| {
+                std::thread::sleep(Duration::from_millis(50));
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map_err(StoreError::from)
+            });
+            assert!(tokio::time::timeout(Duration::from_millis(5), slow)
+                .await
+                .is_err());
+        }
+        for _ in 0..READERS * 2 {
+            let one = store
+                .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+                .await
+                .expect("a reader is free again");
+            assert_eq!(one, 1);
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn nanos() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
 }
