@@ -39,5 +39,11 @@ pub fn write_history(
         progress(first + rows);
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    drop(conn);
+    // Past traffic would long since have reached the disk: write the file back now, so the node that opens
+    // it next does not wait on gigabytes of dirty pages at its first sync.
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("syncing {}: {e}", path.display())))?;
     Ok(())
 }
