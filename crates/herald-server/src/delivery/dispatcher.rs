@@ -275,13 +275,17 @@ impl Dispatch {
                 continue;
             }
             // Slots freed by finished attempts are refilled by the recorder; the dispatcher waits for new
-            // work or for the next delivery to fall due.
-            let idle = idle_wait(self.store.as_ref(), self.config.poll_interval_ms).await;
-            self.sleeping_until
-                .store(now_ms() + idle.as_millis() as i64, Ordering::Release);
+            // work or for the next delivery to fall due. It listens for new work while it asks when that is,
+            // so a publish meanwhile is claimed at once.
+            let until_due = async {
+                let idle = idle_wait(self.store.as_ref(), self.config.poll_interval_ms).await;
+                self.sleeping_until
+                    .store(now_ms() + idle.as_millis() as i64, Ordering::Release);
+                tokio::time::sleep(idle).await;
+            };
             tokio::select! {
                 _ = self.work_ready.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
+                _ = until_due => {}
                 _ = shutdown.changed() => return,
             }
             self.sleeping_until.store(i64::MAX, Ordering::Release);

@@ -156,26 +156,17 @@ pub(super) async fn publish_all(
         answers.push(None);
         fresh.push((i, event));
     }
-    insert_events(tx, fresh.iter().map(|(_, e)| e)).await?;
-
     let mut tenants: Vec<&str> = fresh.iter().map(|(_, e)| e.tenant_id.as_str()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let mut endpoints: HashMap<String, Vec<(String, String, Vec<String>)>> = HashMap::new();
-    let stmt = tx
-        .prepare_cached(
-            "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id",
-        )
-        .await
-        .map_err(pg_error)?;
-    for row in tx.query(&stmt, &[&tenants]).await.map_err(pg_error)? {
-        let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 3)?)?;
-        endpoints.entry(rows::get(&row, 0)?).or_default().push((
-            rows::get(&row, 1)?,
-            rows::get(&row, 2)?,
-            filters,
-        ));
-    }
+    // Sent together (pipelined): the events and the endpoints they fan out to cost one round trip. In
+    // this order, so that when the insert fails (the statement after it then fails only because the
+    // transaction did), its error is the one reported.
+    let (_, endpoints) = tokio::try_join!(
+        biased;
+        insert_events(tx, fresh.iter().map(|(_, e)| e)),
+        fan_out_targets(tx, &tenants)
+    )?;
 
     // An operational event goes only where a filter names it.
     let accepts = if kind == EventKind::Operational {
@@ -212,6 +203,29 @@ pub(super) async fn publish_all(
         .into_iter()
         .map(|a| a.expect("every event answered"))
         .collect())
+}
+
+/// The enabled endpoints of `tenants`, by tenant: id, URL and event-type filters.
+async fn fan_out_targets(
+    tx: &impl GenericClient,
+    tenants: &[&str],
+) -> StoreResult<HashMap<String, Vec<(String, String, Vec<String>)>>> {
+    let mut endpoints: HashMap<String, Vec<(String, String, Vec<String>)>> = HashMap::new();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id",
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in tx.query(&stmt, &[&tenants]).await.map_err(pg_error)? {
+        let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 3)?)?;
+        endpoints.entry(rows::get(&row, 0)?).or_default().push((
+            rows::get(&row, 1)?,
+            rows::get(&row, 2)?,
+            filters,
+        ));
+    }
+    Ok(endpoints)
 }
 
 async fn insert_events<'a>(
@@ -291,19 +305,23 @@ pub async fn insert_deliveries(
         )
         .await
         .map_err(pg_error)?;
-    tx.execute(
-        &stmt,
-        &[
-            &col(|r| &r.id),
-            &col(|r| &r.event.tenant_id),
-            &col(|r| &r.event.id),
-            &col(|r| &r.endpoint_id),
-            &col(|r| &r.url),
-            &col(|r| &r.event.correlation_id),
-            &created,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
-    notify_work(tx).await
+    let insert = async {
+        tx.execute(
+            &stmt,
+            &[
+                &col(|r| &r.id),
+                &col(|r| &r.event.tenant_id),
+                &col(|r| &r.event.id),
+                &col(|r| &r.endpoint_id),
+                &col(|r| &r.url),
+                &col(|r| &r.event.correlation_id),
+                &created,
+            ],
+        )
+        .await
+        .map_err(pg_error)
+    };
+    // Pipelined with the insert, after it: one round trip for both, and the insert's error if it fails.
+    tokio::try_join!(biased; insert, notify_work(tx))?;
+    Ok(())
 }

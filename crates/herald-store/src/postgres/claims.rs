@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::rows::get;
 use super::{pg_error, PostgresStore};
@@ -91,8 +91,19 @@ struct KeyState {
     next_sends: HashMap<String, i64>,
 }
 
+/// Leases per key (all, and those of other nodes), open breakers' probe times and pacing times of `$2`
+/// (keys), with `$1` now and `$3` this node.
+const KEY_STATE: &str = "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint, \
+        COUNT(*) FILTER (WHERE lease_owner <> $3 AND NOT starts_with(lease_owner, $3 || '.')) \
+     FROM deliveries \
+     WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
+     UNION ALL SELECT key, -1, probe_ms, NULL, 0 FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
+     UNION ALL SELECT key, -1, NULL, next_send_ms, 0 FROM key_pacing WHERE key = ANY($2)";
+
+/// Run [`KEY_STATE`] (prepared as `stmt`) for `keys`.
 async fn key_state(
     tx: &Transaction<'_>,
+    stmt: &Statement,
     keys: &[&str],
     node: &str,
     now_ms: i64,
@@ -101,19 +112,8 @@ async fn key_state(
     if keys.is_empty() {
         return Ok(state);
     }
-    let stmt = tx
-        .prepare_cached(
-            "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint, \
-                    COUNT(*) FILTER (WHERE lease_owner <> $3 AND NOT starts_with(lease_owner, $3 || '.')) \
-             FROM deliveries \
-             WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
-             UNION ALL SELECT key, -1, probe_ms, NULL, 0 FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
-             UNION ALL SELECT key, -1, NULL, next_send_ms, 0 FROM key_pacing WHERE key = ANY($2)",
-        )
-        .await
-        .map_err(pg_error)?;
     for row in &tx
-        .query(&stmt, &[&now_ms, &keys, &node])
+        .query(stmt, &[&now_ms, &keys, &node])
         .await
         .map_err(pg_error)?
     {
@@ -207,16 +207,32 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         }
         let due: Vec<&str> = due.iter().map(String::as_str).collect();
         // The walk only proposes keys; what is free is read under the lock, taken only when some key is
-        // due (a refill after the last due work takes no lock at all).
-        if !locked {
-            let lock = tx
-                .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-                .await
-                .map_err(pg_error)?;
-            tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
-            locked = true;
-        }
-        let state = key_state(tx, &due, &request.node, now).await?;
+        // due (a refill after the last due work takes no lock at all). The lock and the read are sent
+        // together, yet the read still sees every claim that committed before the lock was granted:
+        // PostgreSQL runs them in order and gives each statement a snapshot of its own when it starts.
+        // Both prepared first, so that each is sent the moment it is polled, and polled in this order.
+        let lock = if locked {
+            None
+        } else {
+            Some(
+                tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                    .await
+                    .map_err(pg_error)?,
+            )
+        };
+        let read = tx.prepare_cached(KEY_STATE).await.map_err(pg_error)?;
+        let take_lock = async {
+            if let Some(lock) = &lock {
+                tx.execute(lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
+            }
+            Ok(())
+        };
+        let ((), state) = tokio::try_join!(
+            biased;
+            take_lock,
+            key_state(tx, &read, &due, &request.node, now)
+        )?;
+        locked = true;
         in_flight.extend(state.in_flight);
         for k in keys.iter_mut().filter(|k| k.claimable(now)) {
             k.probe_ms = state.probes.get(&k.key).copied();
@@ -390,13 +406,11 @@ pub async fn release_leases(
 }
 
 pub async fn next_due_ms(c: &impl GenericClient) -> StoreResult<Option<i64>> {
-    let row = c
-        .query_one(
-            "SELECT MIN(due_ms) FROM deliveries WHERE due_ms IS NOT NULL",
-            &[],
-        )
+    let stmt = c
+        .prepare_cached("SELECT MIN(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
         .await
         .map_err(pg_error)?;
+    let row = c.query_one(&stmt, &[]).await.map_err(pg_error)?;
     get(&row, 0)
 }
 

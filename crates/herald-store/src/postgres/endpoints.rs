@@ -245,8 +245,11 @@ pub async fn delete_endpoint(
 
 /// Tell listening nodes that work may be due (delivered when the surrounding transaction commits).
 pub async fn notify_work(c: &impl GenericClient) -> StoreResult<()> {
-    c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+    // Prepared once per connection: a statement given as text costs a round trip of its own to prepare.
+    let stmt = c
+        .prepare_cached("SELECT pg_notify($1, '')")
         .await
         .map_err(pg_error)?;
+    c.execute(&stmt, &[&WORK_CHANNEL]).await.map_err(pg_error)?;
     Ok(())
 }

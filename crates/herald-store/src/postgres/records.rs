@@ -76,14 +76,6 @@ pub async fn record_in(
         )
         .await
         .map_err(pg_error)?;
-    tx.execute(
-        &insert,
-        &[
-            &ids, &owners, &numbers, &started, &durations, &codes, &errors, &bodies,
-        ],
-    )
-    .await
-    .map_err(pg_error)?;
     let advance = tx
         .prepare_cached(
             "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
@@ -95,15 +87,29 @@ pub async fn record_in(
         )
         .await
         .map_err(pg_error)?;
-    let moved = tx
-        .query(
+    // Both sent at once, in this order (PostgreSQL runs them one after the other): the attempts are
+    // logged against the leases as they stand before the deliveries move on.
+    let log = async {
+        tx.execute(
+            &insert,
+            &[
+                &ids, &owners, &numbers, &started, &durations, &codes, &errors, &bodies,
+            ],
+        )
+        .await
+        .map_err(pg_error)
+    };
+    let moving = async {
+        tx.query(
             &advance,
             &[
                 &ids, &owners, &statuses, &numbers, &was_4xx, &dues, &codes, &errors, &nows,
             ],
         )
         .await
-        .map_err(pg_error)?;
+        .map_err(pg_error)
+    };
+    let (_, moved) = tokio::try_join!(biased; log, moving)?;
     let mut moved_to = BTreeMap::new();
     for row in &moved {
         moved_to.insert(get::<String>(row, 0)?, (get(row, 1)?, get(row, 2)?));
