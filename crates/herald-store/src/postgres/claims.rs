@@ -10,7 +10,7 @@ use super::rows::get;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
     due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
-    KeyDue, KeyShare, KeyWalk, Leases, Selection, CANDIDATE_COLUMNS,
+    KeyDue, KeyShare, KeyWalk, Leases, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -19,39 +19,40 @@ use crate::model::*;
 /// makes the in-flight counts they read exact and so per-endpoint limits cluster-wide.
 const CLAIM_LOCK: i64 = 0x4865_7261_6c64_4331;
 
-fn candidate_row(row: &Row) -> StoreResult<CandidateRow> {
+/// The [`CANDIDATE_COLUMNS`] of `row`, starting at column `at`.
+fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
     Ok(CandidateRow {
-        id: get(row, 0)?,
-        tenant_id: get(row, 1)?,
-        event_id: get(row, 2)?,
-        endpoint_id: get(row, 3)?,
-        dispatch_key: get(row, 4)?,
-        url: get(row, 5)?,
-        direct_secret: get(row, 6)?,
-        direct_headers: get(row, 7)?,
-        direct_policy: get(row, 8)?,
-        direct_timeout_ms: get(row, 9)?,
-        endpoint_found: get(row, 10)?,
-        secret: get(row, 11)?,
-        previous_secret: get(row, 12)?,
-        previous_secret_until: get(row, 13)?,
-        endpoint_headers: get(row, 14)?,
-        endpoint_policy: get(row, 15)?,
-        endpoint_timeout_ms: get(row, 16)?,
-        max_in_flight: get(row, 17)?,
-        rate_limit_per_s: get(row, 18)?,
-        disabled: get(row, 19)?,
-        attempt_count: get(row, 20)?,
-        count_4xx: get(row, 21)?,
-        cycle_base: get(row, 22)?,
-        cycle_started_ms: get(row, 23)?,
-        correlation_id: get(row, 24)?,
-        kind: get(row, 25)?,
-        event_type: get(row, 26)?,
-        payload: get(row, 27)?,
-        event_created_ms: get(row, 28)?,
-        auth: get(row, 29)?,
-        traceparent: get(row, 30)?,
+        id: get(row, at)?,
+        tenant_id: get(row, at + 1)?,
+        event_id: get(row, at + 2)?,
+        endpoint_id: get(row, at + 3)?,
+        dispatch_key: get(row, at + 4)?,
+        url: get(row, at + 5)?,
+        direct_secret: get(row, at + 6)?,
+        direct_headers: get(row, at + 7)?,
+        direct_policy: get(row, at + 8)?,
+        direct_timeout_ms: get(row, at + 9)?,
+        endpoint_found: get(row, at + 10)?,
+        secret: get(row, at + 11)?,
+        previous_secret: get(row, at + 12)?,
+        previous_secret_until: get(row, at + 13)?,
+        endpoint_headers: get(row, at + 14)?,
+        endpoint_policy: get(row, at + 15)?,
+        endpoint_timeout_ms: get(row, at + 16)?,
+        max_in_flight: get(row, at + 17)?,
+        rate_limit_per_s: get(row, at + 18)?,
+        disabled: get(row, at + 19)?,
+        attempt_count: get(row, at + 20)?,
+        count_4xx: get(row, at + 21)?,
+        cycle_base: get(row, at + 22)?,
+        cycle_started_ms: get(row, at + 23)?,
+        correlation_id: get(row, at + 24)?,
+        kind: get(row, at + 25)?,
+        event_type: get(row, at + 26)?,
+        payload: get(row, at + 27)?,
+        event_created_ms: get(row, at + 28)?,
+        auth: get(row, at + 29)?,
+        traceparent: get(row, at + 30)?,
     })
 }
 
@@ -140,35 +141,53 @@ async fn key_state(
     Ok(state)
 }
 
-/// One round of reads for a step: the ids of each asked key's oldest due rows (`asks[i]` for `shares[i]`,
-/// 0 for none), in one statement.
+/// Each asked key's oldest due rows, whole and locked: `$2` keys with `$3` how many rows of each, `$1`
+/// now, `$4` ids this claim already read (a later round reads on past them). Rows another transaction
+/// holds are skipped; a row changed by a commit since the statement began is checked again when it is
+/// locked, so what comes back is due and unleased as of now.
+static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT k.ord, {CANDIDATE_COLUMNS} FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
+         CROSS JOIN LATERAL (SELECT * FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
+                             AND id <> ALL($4) ORDER BY due_ms LIMIT k.n FOR UPDATE SKIP LOCKED) d \
+         JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
+         ORDER BY k.ord, d.due_ms"
+    )
+});
+
+/// One round of reads for a step: each asked key's oldest due rows (`asks[i]` in all for `shares[i]`, 0
+/// for none), whole and locked, in one statement. The rows are kept in `rows` by id until the claim
+/// selects from them.
 async fn read_round(
     tx: &Transaction<'_>,
     gathered: &mut Gathered,
     shares: &mut [KeyShare],
     asks: &[usize],
+    rows: &mut HashMap<String, CandidateRow>,
     now_ms: i64,
 ) -> StoreResult<()> {
     let asked: Vec<usize> = (0..shares.len()).filter(|i| asks[*i] > 0).collect();
     let keys: Vec<&str> = asked.iter().map(|i| shares[*i].key.as_str()).collect();
-    let counts: Vec<i64> = asked.iter().map(|i| asks[*i] as i64).collect();
-    let stmt = tx
-        .prepare_cached(
-            "SELECT k.ord, p.id FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
-             CROSS JOIN LATERAL (SELECT id, due_ms FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
-                                 ORDER BY due_ms LIMIT k.n) p ORDER BY k.ord, p.due_ms",
-        )
+    let counts: Vec<i64> = asked
+        .iter()
+        .map(|i| (asks[*i] - shares[*i].ids.len()) as i64)
+        .collect();
+    let read: Vec<&str> = shares
+        .iter()
+        .flat_map(|s| s.ids.iter().map(String::as_str))
+        .collect();
+    let stmt = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
+    let found = tx
+        .query(&stmt, &[&now_ms, &keys, &counts, &read])
         .await
         .map_err(pg_error)?;
-    let rows = tx
-        .query(&stmt, &[&now_ms, &keys, &counts])
-        .await
-        .map_err(pg_error)?;
-    let mut ids: Vec<Vec<String>> = vec![Vec::new(); asked.len()];
-    for row in &rows {
+    let mut ids: Vec<Vec<String>> = asked.iter().map(|i| shares[*i].ids.clone()).collect();
+    for row in &found {
         let ord: i64 = get(row, 0)?;
+        let candidate = candidate_row(row, 1)?;
         if let Some(list) = usize::try_from(ord - 1).ok().and_then(|i| ids.get_mut(i)) {
-            list.push(get(row, 1)?);
+            list.push(candidate.id.clone());
+            rows.insert(candidate.id.clone(), candidate);
         }
     }
     for (j, list) in ids.into_iter().enumerate() {
@@ -178,13 +197,24 @@ async fn read_round(
     Ok(())
 }
 
-/// Lease due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
+/// A claim chosen under the claim lock, and the writes that make it so ([`ClaimWrites::apply`]). Its rows
+/// are locked by the transaction that chose them until it ends, so the claim may be handed over before
+/// those writes are sent: nothing else can take its rows meanwhile.
+struct Chosen {
+    claim: Claim,
+    writes: ClaimWrites,
+}
+
+/// Choose due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
 /// ([`CLAIM_LOCK`]), so the lease counts they read are exact.
-pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResult<Claim> {
+async fn choose(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResult<Chosen> {
     if request.limit == 0 {
-        return Ok(Claim {
-            next_key: request.after_key.clone(),
-            ..Claim::default()
+        return Ok(Chosen {
+            claim: Claim {
+                next_key: request.after_key.clone(),
+                ..Claim::default()
+            },
+            writes: ClaimWrites::default(),
         });
     }
     let now = request.now_ms;
@@ -192,6 +222,7 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
     let mut gathered = Gathered::new(request.limit);
     let mut in_flight = HashMap::new();
     let mut paced = HashMap::new();
+    let mut candidates = HashMap::new();
     let (mut last_visited, mut locked) = (None, false);
     while gathered.remaining > 0 {
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
@@ -243,110 +274,139 @@ pub async fn claim_in(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResu
         }
         let mut shares = due_shares(&keys, &in_flight, now, request);
         while let Some(asks) = gathered.next_round(&shares) {
-            read_round(tx, &mut gathered, &mut shares, &asks, now).await?;
+            read_round(tx, &mut gathered, &mut shares, &asks, &mut candidates, now).await?;
         }
         gathered.finish_step(shares);
     }
     let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
-    let rows = if plan.picked.is_empty() {
-        Vec::new()
-    } else {
-        // Locked here, and checked again: still due, not leased by a claim that committed meanwhile.
-        let sql = format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id \
-             LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
-             WHERE d.id = ANY($1) AND d.due_ms <= $2 ORDER BY d.dispatch_key, d.due_ms FOR UPDATE OF d SKIP LOCKED"
-        );
-        let stmt = tx.prepare_cached(&sql).await.map_err(pg_error)?;
-        tx.query(&stmt, &[&plan.picked, &now])
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(candidate_row)
-            .collect::<StoreResult<Vec<_>>>()?
-    };
+    // Every row read was locked as it was read, and every row read is picked.
+    let rows: Vec<CandidateRow> = plan
+        .picked
+        .iter()
+        .filter_map(|id| candidates.remove(id))
+        .collect();
     let selection = select(rows, &in_flight, request)?;
     let set_aside = !selection.endpoint_deleted.is_empty()
         || !selection.endpoint_disabled.is_empty()
         || !selection.quarantined.is_empty();
-    write_selection(tx, &selection, request).await?;
-    for (key, next_send_ms) in pacing_writes(&selection.leased, &paced, now) {
-        let stmt = tx
-            .prepare_cached(crate::sql::SET_NEXT_SEND)
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&stmt, &[&key, &next_send_ms])
-            .await
-            .map_err(pg_error)?;
-    }
-    Ok(Claim {
-        deliveries: selection.leased.into_iter().map(|(d, _)| d).collect(),
-        next_key: plan.next_key,
-        more: plan.more || set_aside,
-        peer_leases: peer_leases(&in_flight),
+    let (paced_keys, next_sends) = pacing_writes(&selection.leased, &paced, now)
+        .into_iter()
+        .unzip();
+    let writes = ClaimWrites {
+        owner: request.owner.clone(),
+        now_ms: now,
+        leased: selection.leased.iter().map(|(d, _)| d.id.clone()).collect(),
+        until: selection.leased.iter().map(|(_, t)| *t).collect(),
+        endpoint_deleted: selection.endpoint_deleted,
+        endpoint_disabled: selection.endpoint_disabled,
+        quarantined: selection.quarantined,
+        paced_keys,
+        next_sends,
+    };
+    Ok(Chosen {
+        claim: Claim {
+            deliveries: selection.leased.into_iter().map(|(d, _)| d).collect(),
+            next_key: plan.next_key,
+            more: plan.more || set_aside,
+            peer_leases: peer_leases(&in_flight),
+        },
+        writes,
     })
 }
 
-/// Cancel, park, quarantine and lease what the claim selected.
-async fn write_selection(
-    tx: &Transaction<'_>,
-    selection: &Selection,
-    request: &ClaimRequest,
-) -> StoreResult<()> {
-    if !selection.endpoint_deleted.is_empty() {
-        tx.execute(
-            "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
-             last_error = 'endpoint deleted', updated_ms = $2 WHERE id = ANY($1)",
-            &[&selection.endpoint_deleted, &request.now_ms],
-        )
-        .await
-        .map_err(pg_error)?;
+/// What a chosen claim writes: the leases, the rows it set aside and the pacing times it moved on.
+#[derive(Default)]
+struct ClaimWrites {
+    owner: String,
+    now_ms: i64,
+    /// Ids to lease, each until the matching `until`.
+    leased: Vec<String>,
+    until: Vec<i64>,
+    /// Cancel these: their endpoint was deleted.
+    endpoint_deleted: Vec<String>,
+    /// Park these: their endpoint is disabled.
+    endpoint_disabled: Vec<String>,
+    /// Fail these with the reason ([`crate::claiming::Selection::quarantined`]).
+    quarantined: Vec<(String, String)>,
+    /// Paced keys given leases, each with its new `next_send_ms`.
+    paced_keys: Vec<String>,
+    next_sends: Vec<i64>,
+}
+
+/// Store the pacing times of `$1` (keys) as `$2`.
+const SET_NEXT_SENDS: &str = "INSERT INTO key_pacing (key, next_send_ms) \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+    ON CONFLICT (key) DO UPDATE SET next_send_ms = excluded.next_send_ms";
+
+/// Lease `$1` (ids) each until `$2` for `$3` (owner), at `$4` (now).
+const LEASE: &str =
+    "UPDATE deliveries d SET status = 'in_progress', lease_owner = $3, due_ms = u.until, \
+    updated_ms = $4 FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until) WHERE d.id = u.id";
+
+impl ClaimWrites {
+    /// Send the writes inside `tx`: those that set rows aside (rare) one by one, then the leases and the
+    /// pacing times together.
+    async fn apply(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        self.set_aside(tx).await?;
+        let lease = tx.prepare_cached(LEASE).await.map_err(pg_error)?;
+        let pace = tx.prepare_cached(SET_NEXT_SENDS).await.map_err(pg_error)?;
+        let leasing = async {
+            if !self.leased.is_empty() {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&self.leased, &self.until, &self.owner, &self.now_ms];
+                tx.execute(&lease, &params).await.map_err(pg_error)?;
+            }
+            StoreResult::Ok(())
+        };
+        let pacing = async {
+            if !self.paced_keys.is_empty() {
+                tx.execute(&pace, &[&self.paced_keys, &self.next_sends])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            Ok(())
+        };
+        tokio::try_join!(biased; leasing, pacing)?;
+        Ok(())
     }
-    if !selection.endpoint_disabled.is_empty() {
-        tx.execute(
-            "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-             due_ms = NULL, lease_owner = NULL, updated_ms = $2 WHERE id = ANY($1)",
-            &[&selection.endpoint_disabled, &request.now_ms],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    for (id, reason) in &selection.quarantined {
-        tx.execute(
-            crate::sql::QUARANTINE_DELIVERY,
-            &[reason, &request.now_ms, id],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    let ids: Vec<&str> = selection
-        .leased
-        .iter()
-        .map(|(d, _)| d.id.as_str())
-        .collect();
-    let until: Vec<i64> = selection.leased.iter().map(|(_, t)| *t).collect();
-    if !ids.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE deliveries d SET status = 'in_progress', lease_owner = $3, due_ms = u.until, updated_ms = $4 \
-                 FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until) WHERE d.id = u.id",
+
+    /// Cancel, park and quarantine the rows the claim set aside.
+    async fn set_aside(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        if !self.endpoint_deleted.is_empty() {
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
+                 last_error = 'endpoint deleted', updated_ms = $2 WHERE id = ANY($1)",
+                &[&self.endpoint_deleted, &self.now_ms],
             )
             .await
             .map_err(pg_error)?;
-        tx.execute(&stmt, &[&ids, &until, &request.owner, &request.now_ms])
+        }
+        if !self.endpoint_disabled.is_empty() {
+            tx.execute(
+                "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+                 due_ms = NULL, lease_owner = NULL, updated_ms = $2 WHERE id = ANY($1)",
+                &[&self.endpoint_disabled, &self.now_ms],
+            )
             .await
             .map_err(pg_error)?;
+        }
+        for (id, reason) in &self.quarantined {
+            tx.execute(crate::sql::QUARANTINE_DELIVERY, &[reason, &self.now_ms, id])
+                .await
+                .map_err(pg_error)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Lease due work in a transaction of its own.
 pub async fn claim_due(store: &PostgresStore, request: &ClaimRequest) -> StoreResult<Claim> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
-    let claim = claim_in(&tx, request).await?;
+    let chosen = choose(&tx, request).await?;
+    chosen.writes.apply(&tx).await?;
     tx.commit().await.map_err(pg_error)?;
-    Ok(claim)
+    Ok(chosen.claim)
 }
 
 /// Record `results` in a transaction of its own.
@@ -372,9 +432,9 @@ pub async fn record_and_claim(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let stats = super::records::record_in(&tx, &store.ids, results).await?;
-    let claim = claim_in(&tx, request).await?;
+    let Chosen { claim, writes } = choose(&tx, request).await?;
     let _ = claimed.send(claim);
-    super::stats::add(&tx, &stats).await?;
+    tokio::try_join!(biased; writes.apply(&tx), super::stats::add(&tx, &stats))?;
     tx.commit().await.map_err(pg_error)
 }
 
