@@ -13,6 +13,7 @@ use herald_core::event_type::{filter_matches, filter_names};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::endpoints::notify_work;
+use super::pipelined::PipelinedTx;
 use super::publish::claim_key;
 use super::{pg_error, rows, IdSource};
 use crate::error::{StoreError, StoreResult};
@@ -105,13 +106,15 @@ async fn write(
     timeout: Duration,
 ) -> StoreResult<Vec<Published>> {
     let work = async {
-        let mut client = pool
+        let client = pool
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let results = publish_all(&tx, ids, events, EventKind::Event).await?;
-        tx.commit().await.map_err(pg_error)?;
+        let tx = PipelinedTx::new(client);
+        let results = tx
+            .first(publish_all(tx.client(), ids, events, EventKind::Event))
+            .await?;
+        tx.commit().await?;
         Ok(results)
     };
     tokio::time::timeout(timeout * 2, work)

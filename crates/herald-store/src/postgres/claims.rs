@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
+use super::pipelined::{PipelinedTx, Write};
 use super::rows::get;
+use super::stats::StatsBatch;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
     due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
@@ -57,7 +60,7 @@ fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
 }
 
 /// Up to `n` keys with a due time, in key order after `after`.
-async fn walk(tx: &Transaction<'_>, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
+async fn walk(tx: &impl GenericClient, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
     let stmt = tx
         .prepare_cached(crate::sql::WALK_KEYS)
         .await
@@ -103,7 +106,7 @@ const KEY_STATE: &str = "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigi
 
 /// Run [`KEY_STATE`] (prepared as `stmt`) for `keys`.
 async fn key_state(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     stmt: &Statement,
     keys: &[&str],
     node: &str,
@@ -159,7 +162,7 @@ static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// for none), whole and locked, in one statement. The rows are kept in `rows` by id until the claim
 /// selects from them.
 async fn read_round(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     gathered: &mut Gathered,
     shares: &mut [KeyShare],
     asks: &[usize],
@@ -207,7 +210,8 @@ struct Chosen {
 
 /// Choose due work inside `tx` (see [`crate::claiming`]). Claims run one at a time across the cluster
 /// ([`CLAIM_LOCK`]), so the lease counts they read are exact.
-async fn choose(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResult<Chosen> {
+async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen> {
+    let tx = ptx.client();
     if request.limit == 0 {
         return Ok(Chosen {
             claim: Claim {
@@ -228,7 +232,7 @@ async fn choose(tx: &Transaction<'_>, request: &ClaimRequest) -> StoreResult<Cho
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let mut keys = walker.take(walk(tx, &after, asked).await?, asked);
+        let mut keys = walker.take(ptx.first(walk(tx, &after, asked)).await?, asked);
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
@@ -344,36 +348,28 @@ const LEASE: &str =
     updated_ms = $4 FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until) WHERE d.id = u.id";
 
 impl ClaimWrites {
-    /// Send the writes inside `tx`: those that set rows aside (rare) one by one, then the leases and the
-    /// pacing times together.
-    async fn apply(&self, tx: &Transaction<'_>) -> StoreResult<()> {
-        self.set_aside(tx).await?;
-        let lease = tx.prepare_cached(LEASE).await.map_err(pg_error)?;
-        let pace = tx.prepare_cached(SET_NEXT_SENDS).await.map_err(pg_error)?;
-        let leasing = async {
-            if !self.leased.is_empty() {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                    [&self.leased, &self.until, &self.owner, &self.now_ms];
-                tx.execute(&lease, &params).await.map_err(pg_error)?;
-            }
-            StoreResult::Ok(())
-        };
-        let pacing = async {
-            if !self.paced_keys.is_empty() {
-                tx.execute(&pace, &[&self.paced_keys, &self.next_sends])
-                    .await
-                    .map_err(pg_error)?;
-            }
-            Ok(())
-        };
-        tokio::try_join!(biased; leasing, pacing)?;
-        Ok(())
+    /// Set aside the rows that cannot be sent (rare, one statement each) and prepare the statements
+    /// [`ClaimWrites::send`] runs.
+    async fn prepare(&self, c: &impl GenericClient) -> StoreResult<[Statement; 2]> {
+        self.set_aside(c).await?;
+        let lease = c.prepare_cached(LEASE).await.map_err(pg_error)?;
+        let pace = c.prepare_cached(SET_NEXT_SENDS).await.map_err(pg_error)?;
+        Ok([lease, pace])
+    }
+
+    /// The parameters of the leases and the pacing times.
+    fn params(&self) -> WriteParams<'_> {
+        WriteParams {
+            writes: self,
+            lease: [&self.leased, &self.until, &self.owner, &self.now_ms],
+            pace: [&self.paced_keys, &self.next_sends],
+        }
     }
 
     /// Cancel, park and quarantine the rows the claim set aside.
-    async fn set_aside(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+    async fn set_aside(&self, c: &impl GenericClient) -> StoreResult<()> {
         if !self.endpoint_deleted.is_empty() {
-            tx.execute(
+            c.execute(
                 "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
                  last_error = 'endpoint deleted', updated_ms = $2 WHERE id = ANY($1)",
                 &[&self.endpoint_deleted, &self.now_ms],
@@ -382,7 +378,7 @@ impl ClaimWrites {
             .map_err(pg_error)?;
         }
         if !self.endpoint_disabled.is_empty() {
-            tx.execute(
+            c.execute(
                 "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
                  due_ms = NULL, lease_owner = NULL, updated_ms = $2 WHERE id = ANY($1)",
                 &[&self.endpoint_disabled, &self.now_ms],
@@ -391,7 +387,7 @@ impl ClaimWrites {
             .map_err(pg_error)?;
         }
         for (id, reason) in &self.quarantined {
-            tx.execute(crate::sql::QUARANTINE_DELIVERY, &[reason, &self.now_ms, id])
+            c.execute(crate::sql::QUARANTINE_DELIVERY, &[reason, &self.now_ms, id])
                 .await
                 .map_err(pg_error)?;
         }
@@ -399,13 +395,35 @@ impl ClaimWrites {
     }
 }
 
-/// Lease due work in a transaction of its own.
+/// The parameters of a claim's last writes ([`ClaimWrites::params`]).
+struct WriteParams<'a> {
+    writes: &'a ClaimWrites,
+    lease: [&'a (dyn ToSql + Sync); 4],
+    pace: [&'a (dyn ToSql + Sync); 2],
+}
+
+impl WriteParams<'_> {
+    /// The leases and the pacing times as a transaction's last writes (`statements` from
+    /// [`ClaimWrites::prepare`]), those there are.
+    fn writes<'b>(&'b self, statements: &'b [Statement; 2]) -> Vec<Write<'b>> {
+        let mut out: Vec<Write<'b>> = Vec::with_capacity(3);
+        if !self.writes.leased.is_empty() {
+            out.push((&statements[0], &self.lease));
+        }
+        if !self.writes.paced_keys.is_empty() {
+            out.push((&statements[1], &self.pace));
+        }
+        out
+    }
+}
+
+/// Lease due work in a transaction of its own: `BEGIN` goes with the walk and `COMMIT` with the leases.
 pub async fn claim_due(store: &PostgresStore, request: &ClaimRequest) -> StoreResult<Claim> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = PipelinedTx::new(store.client().await?);
     let chosen = choose(&tx, request).await?;
-    chosen.writes.apply(&tx).await?;
-    tx.commit().await.map_err(pg_error)?;
+    let statements = chosen.writes.prepare(tx.client()).await?;
+    let params = chosen.writes.params();
+    tx.commit_with(&params.writes(&statements)).await?;
     Ok(chosen.claim)
 }
 
@@ -414,28 +432,45 @@ pub async fn record_attempts(store: &PostgresStore, results: &[AttemptResult]) -
     if results.is_empty() {
         return Ok(());
     }
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let stats = super::records::record_in(&tx, &store.ids, results).await?;
-    super::stats::add(&tx, &stats).await?;
-    tx.commit().await.map_err(pg_error)
+    let tx = PipelinedTx::new(store.client().await?);
+    let stats = tx
+        .first(super::records::record_in(tx.client(), &store.ids, results))
+        .await?;
+    let add = super::stats::add_statement(tx.client()).await?;
+    let batch = StatsBatch::new(&stats);
+    let params = batch.params();
+    let mut last: Vec<Write<'_>> = Vec::new();
+    if !batch.is_empty() {
+        last.push((&add, &params));
+    }
+    tx.commit_with(&last).await
 }
 
 /// Record `results`, then claim, in one transaction; the claim is handed over before the commit (its rows
-/// stay locked by this transaction until then, so no other claim can take them).
+/// stay locked by this transaction until then, so no other claim can take them). The leases, the batch's
+/// statistics and the `COMMIT` are sent together.
 pub async fn record_and_claim(
     store: &PostgresStore,
     results: &[AttemptResult],
     request: &ClaimRequest,
     claimed: tokio::sync::oneshot::Sender<Claim>,
 ) -> StoreResult<()> {
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let stats = super::records::record_in(&tx, &store.ids, results).await?;
+    let tx = PipelinedTx::new(store.client().await?);
+    let stats = tx
+        .first(super::records::record_in(tx.client(), &store.ids, results))
+        .await?;
     let Chosen { claim, writes } = choose(&tx, request).await?;
     let _ = claimed.send(claim);
-    tokio::try_join!(biased; writes.apply(&tx), super::stats::add(&tx, &stats))?;
-    tx.commit().await.map_err(pg_error)
+    let statements = writes.prepare(tx.client()).await?;
+    let add = super::stats::add_statement(tx.client()).await?;
+    let params = writes.params();
+    let batch = StatsBatch::new(&stats);
+    let stats_params = batch.params();
+    let mut last = params.writes(&statements);
+    if !batch.is_empty() {
+        last.push((&add, &stats_params));
+    }
+    tx.commit_with(&last).await
 }
 
 pub async fn release_leases(

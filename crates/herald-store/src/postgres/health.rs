@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
 use herald_core::breaker::{BreakerHealth, Transition};
 use tokio_postgres::Row;
 
@@ -43,7 +43,7 @@ fn key_row(row: &Row) -> StoreResult<KeyRow> {
 /// The stored breakers of `keys`, locked in key order (so two nodes recording for the same endpoints
 /// cannot deadlock).
 async fn locked_rows(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     keys: &[&str],
 ) -> StoreResult<HashMap<String, BreakerHealth>> {
     let read = tx
@@ -63,7 +63,7 @@ async fn locked_rows(
 /// Fold the results whose delivery moved on (`advanced`) into their endpoints' breakers, and publish the
 /// operational events the breakers' moves raise, inside `tx`.
 pub async fn apply(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     ids: &IdSource,
     results: &[AttemptResult],
     advanced: &HashSet<String>,
@@ -112,7 +112,7 @@ pub async fn apply(
 }
 
 /// Write the changed keys' state, one statement for the batch.
-async fn write_keys(tx: &Transaction<'_>, changes: &[KeyChange]) -> StoreResult<()> {
+async fn write_keys(tx: &impl GenericClient, changes: &[KeyChange]) -> StoreResult<()> {
     let values: Vec<KeyValues> = changes.iter().map(|c| KeyValues::of(&c.health)).collect();
     let text = |f: fn(&KeyChange) -> Option<&str>| changes.iter().map(f).collect::<Vec<_>>();
     let num = |f: fn(&KeyChange) -> Option<i64>| changes.iter().map(f).collect::<Vec<_>>();
@@ -152,7 +152,7 @@ async fn write_keys(tx: &Transaction<'_>, changes: &[KeyChange]) -> StoreResult<
 }
 
 /// The operational events of one endpoint's change; disables the endpoint if the change says so.
-async fn events_of(tx: &Transaction<'_>, change: &KeyChange) -> StoreResult<Vec<NewEvent>> {
+async fn events_of(tx: &impl GenericClient, change: &KeyChange) -> StoreResult<Vec<NewEvent>> {
     if change.transitions.is_empty() && change.failed.is_empty() {
         return Ok(Vec::new());
     }

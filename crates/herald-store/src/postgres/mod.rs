@@ -16,6 +16,7 @@ mod health;
 mod history;
 mod jobs;
 mod listen;
+mod pipelined;
 mod publish;
 mod records;
 mod rows;

@@ -1,6 +1,6 @@
 //! Recording attempt results on PostgreSQL: a batch of results is two statements, whatever its size.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -12,10 +12,10 @@ use crate::stats::{self, StatsRow};
 
 /// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
 /// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
-/// Returns their statistics, for the caller to add ([`super::stats::add`]) just before it commits, so
+/// Returns their statistics, for the caller to add ([`super::stats::add_prepared`]) just before it commits, so
 /// that the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
 pub async fn record_in(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     ids_source: &IdSource,
     results: &[AttemptResult],
 ) -> StoreResult<Vec<StatsRow>> {

@@ -3,40 +3,64 @@
 
 use deadpool_postgres::GenericClient;
 use herald_core::stats::Tally;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use super::pg_error;
 use super::rows::get;
 use crate::error::StoreResult;
 use crate::stats::{self, Outstanding, StatsRow, OUTSTANDING_STATUSES, STATS_ADD, STATS_COLUMNS};
 
-/// Add `rows` (sorted by key, so concurrent recorders lock them in one order) in one statement.
-pub async fn add(c: &impl GenericClient, rows: &[StatsRow]) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let tenants: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
-    let minutes: Vec<i64> = rows.iter().map(|r| r.minute_ms).collect();
-    let endpoints: Vec<&str> = rows.iter().map(|r| r.endpoint_id.as_str()).collect();
-    let counts: Vec<_> = rows.iter().map(StatsRow::counts).collect();
-    let columns: Vec<Vec<i64>> = (0..counts[0].len())
-        .map(|i| counts.iter().map(|c| c[i]).collect())
-        .collect();
+/// The insert behind [`add_statement`]: `$1..$3` tenant, minute and endpoint, `$4..$19` the counts.
+static ADD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let arrays: Vec<String> = (4..=19).map(|n| format!("${n}::bigint[]")).collect();
-    let sql = format!(
+    format!(
         "INSERT INTO attempt_stats ({STATS_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], {}) \
          {STATS_ADD}",
         arrays.join(", ")
-    );
-    let statement = c.prepare_cached(&sql).await.map_err(pg_error)?;
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        vec![&tenants, &minutes, &endpoints];
-    params.extend(
-        columns
-            .iter()
-            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync)),
-    );
-    c.execute(&statement, &params).await.map_err(pg_error)?;
-    Ok(())
+    )
+});
+
+/// The statement that adds a [`StatsBatch`], prepared on `c`.
+pub async fn add_statement(c: &impl GenericClient) -> StoreResult<Statement> {
+    c.prepare_cached(&ADD).await.map_err(pg_error)
+}
+
+/// A batch of statistics rows as the parameters of the [`add_statement`] insert.
+pub struct StatsBatch<'a> {
+    tenants: Vec<&'a str>,
+    minutes: Vec<i64>,
+    endpoints: Vec<&'a str>,
+    columns: Vec<Vec<i64>>,
+}
+
+impl<'a> StatsBatch<'a> {
+    /// `rows` (sorted by key, so concurrent recorders lock them in one order), column by column.
+    pub fn new(rows: &'a [StatsRow]) -> StatsBatch<'a> {
+        let counts: Vec<_> = rows.iter().map(StatsRow::counts).collect();
+        let width = counts.first().map_or(0, |c| c.len());
+        StatsBatch {
+            tenants: rows.iter().map(|r| r.tenant_id.as_str()).collect(),
+            minutes: rows.iter().map(|r| r.minute_ms).collect(),
+            endpoints: rows.iter().map(|r| r.endpoint_id.as_str()).collect(),
+            columns: (0..width)
+                .map(|i| counts.iter().map(|c| c[i]).collect())
+                .collect(),
+        }
+    }
+
+    /// Whether there is nothing to add.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The insert's parameters, in order.
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&self.tenants, &self.minutes, &self.endpoints];
+        params.extend(self.columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+        params
+    }
 }
 
 /// Tenant's minutes in `[since_ms, until_ms)`, of one endpoint or all, ascending.
