@@ -2,7 +2,8 @@
 //!
 //! 1. walk the keys that have deliveries with a due time ([`sql::WALK_KEYS`](crate::sql::WALK_KEYS)), in key
 //!    order from where the previous claim stopped, wrapping around ([`KeyWalk`]), a step at a time;
-//! 2. count each due key's unexpired leases, across every node ([`due_shares`]);
+//! 2. count each due key's unexpired leases, across every node, and what each may still be given
+//!    ([`step_shares`]: what it can send at once, or its lease window when that would leave slots idle);
 //! 3. [`allot`] the claim's remaining limit among those keys round robin, each at most its free slots,
 //!    and read that many of each key's oldest due rows ([`Gathered`]); a key with a huge backlog gets no
 //!    more than a key with one due row, and the next claim resumes after the last key served;

@@ -268,14 +268,38 @@ pub fn due_keys(keys: &[KeyDue], now_ms: i64) -> Vec<&str> {
         .collect()
 }
 
+/// The keys of a step that may be given work and have room for more leases, with how many.
+///
+/// A key is first given only what it can send at once ([`lease_room`] with a window of 1). It is given
+/// its lease window ([`ClaimRequest::window_for`]) only when that leaves slots idle: the walk has visited
+/// every key with work (`walk_complete`) and what they can send at once is less than the claim's
+/// `remaining` slots. Leases beyond what a key can send wait for its turn and hold a slot meanwhile, so
+/// they are worth taking only with slots no other key could use (one busy endpoint), never in place of a
+/// request another endpoint could send now (many endpoints sharing the node's slots).
+pub fn step_shares(
+    keys: &[KeyDue],
+    in_flight: &HashMap<String, Leases>,
+    now_ms: i64,
+    request: &ClaimRequest,
+    walk_complete: bool,
+    remaining: usize,
+) -> Vec<KeyShare> {
+    let sendable = due_shares(keys, in_flight, now_ms, request, false);
+    if !walk_complete || sendable.iter().map(|s| s.free).sum::<usize>() >= remaining {
+        return sendable;
+    }
+    due_shares(keys, in_flight, now_ms, request, true)
+}
+
 /// The keys of a step that may be given work and have room for more leases, with how many
-/// ([`lease_room`] of their limit, the unexpired leases in `in_flight` and the request's lease window;
-/// one lease in all while a breaker is half-open: the probe).
+/// ([`lease_room`] of their limit, the unexpired leases in `in_flight` and, when `ahead`, the request's
+/// lease window, else 1; one lease in all while a breaker is half-open: the probe).
 pub fn due_shares(
     keys: &[KeyDue],
     in_flight: &HashMap<String, Leases>,
     now_ms: i64,
     request: &ClaimRequest,
+    ahead: bool,
 ) -> Vec<KeyShare> {
     keys.iter()
         .filter(|k| k.claimable(now_ms))
@@ -284,11 +308,8 @@ pub fn due_shares(
             let room = if k.probe_ms.is_some() {
                 1u32.saturating_sub(leases.all)
             } else {
-                lease_room(
-                    key_limit(k, request.default_max_in_flight),
-                    leases,
-                    request.window_for(&k.key),
-                )
+                let window = if ahead { request.window_for(&k.key) } else { 1 };
+                lease_room(key_limit(k, request.default_max_in_flight), leases, window)
             };
             let mut free = room as usize;
             if let Some(rate) = k.rate_limit_per_s {
@@ -364,7 +385,13 @@ mod tests {
     #[test]
     fn rows_a_key_lacks_go_to_the_others_and_the_cursor_follows_the_last_served() {
         let mut gathered = Gathered::new(6);
-        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, &request(16));
+        let mut shares = due_shares(
+            &[key("a"), key("b")],
+            &HashMap::new(),
+            0,
+            &request(16),
+            true,
+        );
         assert_eq!(shares[0].free, 4);
         let asks = gathered.next_round(&shares).unwrap();
         assert_eq!(asks, vec![4, 2]);
@@ -385,7 +412,13 @@ mod tests {
     #[test]
     fn a_key_that_runs_out_leaves_its_share_to_the_next_round() {
         let mut gathered = Gathered::new(8);
-        let mut shares = due_shares(&[key("a"), key("b")], &HashMap::new(), 0, &request(16));
+        let mut shares = due_shares(
+            &[key("a"), key("b")],
+            &HashMap::new(),
+            0,
+            &request(16),
+            true,
+        );
         shares[0].free = 10;
         shares[1].free = 10;
         assert_eq!(gathered.next_round(&shares).unwrap(), vec![4, 4]);
@@ -403,7 +436,7 @@ mod tests {
             next_send_ms,
             ..key("a")
         };
-        let fresh = due_shares(&[paced(None)], &HashMap::new(), 10_000, &request(16));
+        let fresh = due_shares(&[paced(None)], &HashMap::new(), 10_000, &request(16), true);
         assert_eq!(
             fresh[0].free, 2,
             "one second's worth, under max_in_flight 4"
@@ -413,6 +446,7 @@ mod tests {
             &HashMap::new(),
             10_000,
             &request(16),
+            true,
         );
         assert!(spent.is_empty(), "its next second is taken");
         let half = due_shares(
@@ -420,6 +454,7 @@ mod tests {
             &HashMap::new(),
             10_000,
             &request(16),
+            true,
         );
         assert_eq!(half[0].free, 1);
     }
@@ -430,7 +465,13 @@ mod tests {
             probe_ms: Some(100),
             ..key("a")
         };
-        let shares = due_shares(&[open.clone(), key("b")], &HashMap::new(), 50, &request(16));
+        let shares = due_shares(
+            &[open.clone(), key("b")],
+            &HashMap::new(),
+            50,
+            &request(16),
+            true,
+        );
         assert_eq!(shares.len(), 1);
         assert_eq!(shares[0].key, "b");
         assert_eq!(
@@ -442,9 +483,32 @@ mod tests {
             &HashMap::new(),
             100,
             &request(16),
+            true,
         );
         assert_eq!(shares[0].free, 1);
         let probing = HashMap::from([("a".to_string(), Leases { all: 1, peers: 0 })]);
-        assert!(due_shares(&[open], &probing, 100, &request(16)).is_empty());
+        assert!(due_shares(&[open], &probing, 100, &request(16), true).is_empty());
+    }
+
+    #[test]
+    fn keys_lease_ahead_only_with_slots_no_key_could_send_now() {
+        let windowed = ClaimRequest {
+            lease_window: 4,
+            ..request(16)
+        };
+        let keys = [key("a"), key("b")];
+        // Two keys of limit 4 can send 8 at once: a claim of 6 takes only what they can send.
+        let shares = step_shares(&keys, &HashMap::new(), 0, &windowed, true, 6);
+        assert_eq!(shares.iter().map(|s| s.free).collect::<Vec<_>>(), [4, 4]);
+        // A claim of 20 would leave slots idle: the keys get their window.
+        let shares = step_shares(&keys, &HashMap::new(), 0, &windowed, true, 20);
+        assert_eq!(shares.iter().map(|s| s.free).collect::<Vec<_>>(), [16, 16]);
+        // Not while keys the walk has not reached yet may still use those slots.
+        let shares = step_shares(&keys, &HashMap::new(), 0, &windowed, false, 20);
+        assert_eq!(shares.iter().map(|s| s.free).collect::<Vec<_>>(), [4, 4]);
+        // A key sending all it may gets its window's room beyond its requests in flight.
+        let busy = HashMap::from([("a".to_string(), Leases { all: 4, peers: 0 })]);
+        let shares = step_shares(&keys[..1], &busy, 0, &windowed, true, 20);
+        assert_eq!(shares[0].free, 12);
     }
 }

@@ -12,7 +12,7 @@ use super::rows::get;
 use super::stats::StatsBatch;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
+    due_keys, pacing_writes, peer_leases, select, step_shares, to_u32, CandidateRow, Gathered,
     KeyDue, KeyShare, KeyWalk, Leases, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
@@ -276,7 +276,14 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
                 paced.insert(k.key.clone(), k.next_send_ms);
             }
         }
-        let mut shares = due_shares(&keys, &in_flight, now, request);
+        let mut shares = step_shares(
+            &keys,
+            &in_flight,
+            now,
+            request,
+            walker.complete(),
+            gathered.remaining,
+        );
         while let Some(asks) = gathered.next_round(&shares) {
             read_round(tx, &mut gathered, &mut shares, &asks, &mut candidates, now).await?;
         }

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::writer::WriteCtx;
 use crate::claiming::{
-    due_keys, due_shares, pacing_writes, peer_leases, select, to_u32, CandidateRow, Gathered,
+    due_keys, pacing_writes, peer_leases, select, step_shares, to_u32, CandidateRow, Gathered,
     KeyDue, KeyWalk, Leases, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
@@ -137,7 +137,14 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
                 .filter(|k| k.rate_limit_per_s.is_some())
                 .map(|k| (k.key.clone(), k.next_send_ms)),
         );
-        let mut shares = due_shares(&keys, &in_flight, now, request);
+        let mut shares = step_shares(
+            &keys,
+            &in_flight,
+            now,
+            request,
+            walker.complete(),
+            gathered.remaining,
+        );
         while let Some(asks) = gathered.next_round(&shares) {
             for (share, asked) in shares.iter_mut().zip(asks) {
                 if asked == 0 {

@@ -221,6 +221,39 @@ pub async fn narrow_keys_get_no_lease_window(store: Shared) {
     );
 }
 
+/// Keys are leased ahead of what they can send only with slots no key could use now: a claim that the
+/// keys' free requests can fill takes no more of any key than it can send.
+pub async fn keys_lease_ahead_only_with_idle_slots(store: Shared) {
+    for n in 1..=3 {
+        let mut ep = endpoint(DEFAULT_TENANT, n, &["*"]);
+        ep.max_in_flight = 2;
+        store.create_endpoint(&ep).await.unwrap();
+    }
+    for i in 0..10 {
+        publish(&store, "spread", BASE + i).await;
+    }
+    let now = BASE + 100;
+    let per_key = |claimed: &[ClaimedDelivery]| {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for c in claimed {
+            *counts.entry(c.dispatch_key.clone()).or_default() += 1;
+        }
+        counts.into_values().collect::<Vec<_>>()
+    };
+    // Three keys can send 6 at once: a claim of 5 takes at most 2 of each.
+    let mut request = claim_request("w1.1", now, 5);
+    request.node = "w1".into();
+    let first = claimed(&store, &request).await;
+    assert_eq!(first.len(), 5);
+    assert!(per_key(&first).iter().all(|n| *n <= 2), "{:?}", per_key(&first));
+    // With every key sending what it may, more slots than that are idle: they lease ahead, up to the
+    // window.
+    let mut again = claim_request("w1.2", now, 50);
+    again.node = "w1".into();
+    let second = claimed(&store, &again).await;
+    assert_eq!(first.len() + second.len(), 3 * 2 * WINDOW as usize);
+}
+
 /// A claim reports the leases other nodes hold on the keys it looked at, and leases no more than the
 /// node could send with the rest of the limit: its own claims (`<node>.<n>`) are not its peers'.
 pub async fn peer_leases_shrink_a_nodes_share(store: Shared) {

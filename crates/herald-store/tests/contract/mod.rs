@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             claims::per_key_limits,
             claims::peer_leases_shrink_a_nodes_share,
             claims::narrow_keys_get_no_lease_window,
+            claims::keys_lease_ahead_only_with_idle_slots,
             scheduling::claims_interleave_keys,
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
