@@ -29,6 +29,8 @@ use crate::failpoint;
 /// requests per store commit. Measured on one default endpoint (docs/BENCHMARKS.md): PostgreSQL
 /// delivered 4,220–4,683/s with a window of 2, 5,138–5,525/s with 4, 5,984–6,320/s with 8 and
 /// 6,772–6,928/s with 16, against 7,034–7,316/s with `max_in_flight` 512.
+/// A claim uses the window only with slots no endpoint could fill with requests it can send now
+/// (`herald_store::claiming::step_shares`): waiting leases hold slots.
 const LEASE_WINDOW: u32 = 16;
 /// At most this share of the global concurrency waits for an endpoint's turn ([`most_waiting`]).
 const WAITING_SHARE: usize = 4;
