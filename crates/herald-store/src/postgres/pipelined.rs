@@ -64,15 +64,26 @@ impl PipelinedTx {
     }
 
     /// Send `writes` (prepared statements with their parameters, in this order) and `COMMIT` right
-    /// behind them, without waiting for an answer in between. Taking prepared statements only is what
+    /// behind them, without waiting for an answer in between (and `BEGIN` before them if no statement
+    /// began the transaction; with nothing to write either, nothing is sent). Taking prepared statements only is what
     /// makes that safe: each is sent the moment it is first polled, so all of them are on the wire before
     /// the `COMMIT`, none runs after it outside the transaction.
     pub async fn commit_with(&self, writes: &[Write<'_>]) -> StoreResult<()> {
         let client = self.client();
-        let mut pending: Vec<Pending<'_>> = writes
-            .iter()
-            .map(|(statement, params)| Box::pin(client.execute(*statement, params)) as Pending<'_>)
-            .collect();
+        let begun = self.state.swap(OPEN, Ordering::AcqRel) != NOT_BEGUN;
+        if !begun && writes.is_empty() {
+            self.state.store(ENDED, Ordering::Release);
+            return Ok(());
+        }
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(writes.len() + 2);
+        if !begun {
+            pending.push(Box::pin(async {
+                client.batch_execute("BEGIN").await.map(|()| 0)
+            }));
+        }
+        pending.extend(writes.iter().map(|(statement, params)| {
+            Box::pin(client.execute(*statement, params)) as Pending<'_>
+        }));
         pending.push(Box::pin(async {
             client.batch_execute("COMMIT").await.map(|()| 0)
         }));

@@ -245,7 +245,11 @@ pub async fn keys_lease_ahead_only_with_idle_slots(store: Shared) {
     request.node = "w1".into();
     let first = claimed(&store, &request).await;
     assert_eq!(first.len(), 5);
-    assert!(per_key(&first).iter().all(|n| *n <= 2), "{:?}", per_key(&first));
+    assert!(
+        per_key(&first).iter().all(|n| *n <= 2),
+        "{:?}",
+        per_key(&first)
+    );
     // With every key sending what it may, more slots than that are idle: they lease ahead, up to the
     // window.
     let mut again = claim_request("w1.2", now, 50);

@@ -307,6 +307,8 @@ pub struct Seen {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request arrived (before any scripted delay).
+    pub at: Instant,
 }
 
 impl Seen {
@@ -362,6 +364,7 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let at = Instant::now();
     let reply = script.queued.lock().unwrap().pop_front();
     let reply = reply
         .or(*script.default.lock().unwrap())
@@ -375,6 +378,7 @@ async fn answer(
         path: uri.path().to_string(),
         headers,
         body,
+        at,
     });
     script.arrived.notify_waiters();
     StatusCode::from_u16(reply.status).unwrap()
