@@ -7,6 +7,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
+use super::claim_writes::ClaimWrites;
 use super::pipelined::{PipelinedTx, Write};
 use super::rows::get;
 use super::stats::StatsBatch;
@@ -200,7 +201,7 @@ async fn read_round(
     Ok(())
 }
 
-/// A claim chosen under the claim lock, and the writes that make it so ([`ClaimWrites::apply`]). Its rows
+/// A claim chosen under the claim lock, and the writes that make it so ([`ClaimWrites`]). Its rows
 /// are locked by the transaction that chose them until it ends, so the claim may be handed over before
 /// those writes are sent: nothing else can take its rows meanwhile.
 struct Chosen {
@@ -325,105 +326,6 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
     })
 }
 
-/// What a chosen claim writes: the leases, the rows it set aside and the pacing times it moved on.
-#[derive(Default)]
-struct ClaimWrites {
-    owner: String,
-    now_ms: i64,
-    /// Ids to lease, each until the matching `until`.
-    leased: Vec<String>,
-    until: Vec<i64>,
-    /// Cancel these: their endpoint was deleted.
-    endpoint_deleted: Vec<String>,
-    /// Park these: their endpoint is disabled.
-    endpoint_disabled: Vec<String>,
-    /// Fail these with the reason ([`crate::claiming::Selection::quarantined`]).
-    quarantined: Vec<(String, String)>,
-    /// Paced keys given leases, each with its new `next_send_ms`.
-    paced_keys: Vec<String>,
-    next_sends: Vec<i64>,
-}
-
-/// Store the pacing times of `$1` (keys) as `$2`.
-const SET_NEXT_SENDS: &str = "INSERT INTO key_pacing (key, next_send_ms) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-    ON CONFLICT (key) DO UPDATE SET next_send_ms = excluded.next_send_ms";
-
-/// Lease `$1` (ids) each until `$2` for `$3` (owner), at `$4` (now).
-const LEASE: &str =
-    "UPDATE deliveries d SET status = 'in_progress', lease_owner = $3, due_ms = u.until, \
-    updated_ms = $4 FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until) WHERE d.id = u.id";
-
-impl ClaimWrites {
-    /// Set aside the rows that cannot be sent (rare, one statement each) and prepare the statements
-    /// [`ClaimWrites::send`] runs.
-    async fn prepare(&self, c: &impl GenericClient) -> StoreResult<[Statement; 2]> {
-        self.set_aside(c).await?;
-        let lease = c.prepare_cached(LEASE).await.map_err(pg_error)?;
-        let pace = c.prepare_cached(SET_NEXT_SENDS).await.map_err(pg_error)?;
-        Ok([lease, pace])
-    }
-
-    /// The parameters of the leases and the pacing times.
-    fn params(&self) -> WriteParams<'_> {
-        WriteParams {
-            writes: self,
-            lease: [&self.leased, &self.until, &self.owner, &self.now_ms],
-            pace: [&self.paced_keys, &self.next_sends],
-        }
-    }
-
-    /// Cancel, park and quarantine the rows the claim set aside.
-    async fn set_aside(&self, c: &impl GenericClient) -> StoreResult<()> {
-        if !self.endpoint_deleted.is_empty() {
-            c.execute(
-                "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, lease_owner = NULL, \
-                 last_error = 'endpoint deleted', updated_ms = $2 WHERE id = ANY($1)",
-                &[&self.endpoint_deleted, &self.now_ms],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if !self.endpoint_disabled.is_empty() {
-            c.execute(
-                "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-                 due_ms = NULL, lease_owner = NULL, updated_ms = $2 WHERE id = ANY($1)",
-                &[&self.endpoint_disabled, &self.now_ms],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        for (id, reason) in &self.quarantined {
-            c.execute(crate::sql::QUARANTINE_DELIVERY, &[reason, &self.now_ms, id])
-                .await
-                .map_err(pg_error)?;
-        }
-        Ok(())
-    }
-}
-
-/// The parameters of a claim's last writes ([`ClaimWrites::params`]).
-struct WriteParams<'a> {
-    writes: &'a ClaimWrites,
-    lease: [&'a (dyn ToSql + Sync); 4],
-    pace: [&'a (dyn ToSql + Sync); 2],
-}
-
-impl WriteParams<'_> {
-    /// The leases and the pacing times as a transaction's last writes (`statements` from
-    /// [`ClaimWrites::prepare`]), those there are.
-    fn writes<'b>(&'b self, statements: &'b [Statement; 2]) -> Vec<Write<'b>> {
-        let mut out: Vec<Write<'b>> = Vec::with_capacity(3);
-        if !self.writes.leased.is_empty() {
-            out.push((&statements[0], &self.lease));
-        }
-        if !self.writes.paced_keys.is_empty() {
-            out.push((&statements[1], &self.pace));
-        }
-        out
-    }
-}
-
 /// Lease due work in a transaction of its own: `BEGIN` goes with the walk and `COMMIT` with the leases.
 pub async fn claim_due(store: &PostgresStore, request: &ClaimRequest) -> StoreResult<Claim> {
     let tx = PipelinedTx::new(store.client().await?);
@@ -478,92 +380,4 @@ pub async fn record_and_claim(
         last.push((&add, &stats_params));
     }
     tx.commit_with(&last).await
-}
-
-pub async fn release_leases(
-    c: &impl GenericClient,
-    owner: &str,
-    ids: &[String],
-    now_ms: i64,
-) -> StoreResult<()> {
-    // The engine may give leases back while the claim that took them is still committing (a refill
-    // starts its attempts before its commit). An UPDATE alone would read the rows as they were before
-    // that claim, not match them and leave them leased; waiting for their row locks first means the
-    // UPDATE, a statement of its own with a snapshot of its own, sees the claim's outcome.
-    c.execute(
-        "SELECT 1 FROM deliveries WHERE id = ANY($1) FOR UPDATE",
-        &[&ids],
-    )
-    .await
-    .map_err(pg_error)?;
-    c.execute(
-        "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-         due_ms = $1, lease_owner = NULL, updated_ms = $1 \
-         WHERE status = 'in_progress' AND id = ANY($2) AND lease_owner = $3",
-        &[&now_ms, &ids, &owner],
-    )
-    .await
-    .map_err(pg_error)?;
-    Ok(())
-}
-
-pub async fn next_due_ms(c: &impl GenericClient) -> StoreResult<Option<i64>> {
-    let stmt = c
-        .prepare_cached("SELECT MIN(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
-        .await
-        .map_err(pg_error)?;
-    let row = c.query_one(&stmt, &[]).await.map_err(pg_error)?;
-    get(&row, 0)
-}
-
-pub async fn purge_finished(
-    c: &impl GenericClient,
-    failed_before: i64,
-    others_before: i64,
-    batch: usize,
-) -> StoreResult<u64> {
-    let row = c
-        .query_one(
-            "WITH doomed AS ( \
-               (SELECT id FROM deliveries WHERE due_ms IS NULL AND status = 'failed' AND updated_ms < $1 LIMIT $3) \
-               UNION ALL \
-               (SELECT id FROM deliveries WHERE due_ms IS NULL AND status IN ('delivered', 'cancelled') \
-                AND updated_ms < $2 LIMIT $3) LIMIT $3), \
-             gone AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM doomed) RETURNING id), \
-             attempts_gone AS (DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM gone)) \
-             SELECT COUNT(*) FROM gone",
-            &[&failed_before, &others_before, &(batch as i64)],
-        )
-        .await
-        .map_err(pg_error)?;
-    c.execute(crate::stats::PURGE_STATS, &[&others_before])
-        .await
-        .map_err(pg_error)?;
-    Ok(get::<i64>(&row, 0)? as u64)
-}
-
-pub async fn stats(c: &impl GenericClient, now_ms: i64) -> StoreResult<StoreStats> {
-    let row = c
-        .query_one(
-            "SELECT COUNT(*) FILTER (WHERE status <> 'in_progress' AND due_ms <= $1), \
-                    COUNT(*) FILTER (WHERE status = 'in_progress'), \
-                    COUNT(*) FILTER (WHERE status <> 'in_progress' AND due_ms > $1) \
-             FROM deliveries WHERE due_ms IS NOT NULL",
-            &[&now_ms],
-        )
-        .await
-        .map_err(pg_error)?;
-    let failed = c
-        .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE due_ms IS NULL AND status = 'failed'",
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(StoreStats {
-        due: get::<i64>(&row, 0)? as u64,
-        in_flight: get::<i64>(&row, 1)? as u64,
-        scheduled: get::<i64>(&row, 2)? as u64,
-        failed: get::<i64>(&failed, 0)? as u64,
-    })
 }

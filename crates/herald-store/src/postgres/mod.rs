@@ -9,6 +9,7 @@
 //!   `StoreError::Unavailable` (the API answers 503), never as a hang.
 
 mod batch;
+mod claim_writes;
 mod claims;
 mod deliveries;
 mod endpoints;
@@ -26,6 +27,7 @@ mod store_impl;
 mod tenants;
 pub mod test_db;
 mod tls;
+mod upkeep;
 
 pub use history::write_history;
 

@@ -12,8 +12,8 @@ use crate::stats::{self, StatsRow};
 
 /// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
 /// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
-/// Returns their statistics, for the caller to add ([`super::stats::add_prepared`]) just before it commits, so
-/// that the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
+/// Returns their statistics, for the caller to add ([`super::stats::StatsBatch`]) with its commit, so that
+/// the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
 pub async fn record_in(
     tx: &impl GenericClient,
     ids_source: &IdSource,

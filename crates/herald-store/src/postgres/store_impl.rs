@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{claims, deliveries, endpoints, jobs, publish, tenants, PostgresStore};
+use super::{claims, deliveries, endpoints, jobs, publish, tenants, upkeep, PostgresStore};
 use crate::error::StoreResult;
 use crate::jobs_model::*;
 use crate::model::*;
@@ -438,13 +438,13 @@ impl Store for PostgresStore {
 
     async fn release_leases(&self, owner: &str, ids: &[String], now_ms: i64) -> StoreResult<()> {
         self.timed(async {
-            claims::release_leases(&self.client().await?, owner, ids, now_ms).await
+            upkeep::release_leases(&self.client().await?, owner, ids, now_ms).await
         })
         .await
     }
 
     async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
-        self.timed(async { claims::next_due_ms(&self.client().await?).await })
+        self.timed(async { upkeep::next_due_ms(&self.client().await?).await })
             .await
     }
 
@@ -455,7 +455,7 @@ impl Store for PostgresStore {
         batch: usize,
     ) -> StoreResult<u64> {
         self.timed(async {
-            claims::purge_finished(
+            upkeep::purge_finished(
                 &self.client().await?,
                 failed_before_ms,
                 others_before_ms,
@@ -516,7 +516,7 @@ impl Store for PostgresStore {
     }
 
     async fn stats(&self, now_ms: i64) -> StoreResult<StoreStats> {
-        self.timed(async { claims::stats(&self.client().await?, now_ms).await })
+        self.timed(async { upkeep::stats(&self.client().await?, now_ms).await })
             .await
     }
 
