@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
 use super::claim_writes::ClaimWrites;
