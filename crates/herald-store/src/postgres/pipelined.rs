@@ -64,10 +64,10 @@ impl PipelinedTx {
     }
 
     /// Send `writes` (prepared statements with their parameters, in this order) and `COMMIT` right
-    /// behind them, without waiting for an answer in between (and `BEGIN` before them if no statement
-    /// began the transaction; with nothing to write either, nothing is sent). Taking prepared statements only is what
-    /// makes that safe: each is sent the moment it is first polled, so all of them are on the wire before
-    /// the `COMMIT`, none runs after it outside the transaction.
+    /// behind them, without waiting for an answer in between; `BEGIN` goes first if no statement began
+    /// the transaction, and with nothing to write either, nothing is sent. Taking prepared statements
+    /// only is what makes that safe: each is sent the moment it is first polled, so all of them are on
+    /// the wire before the `COMMIT`, and none runs after it outside the transaction.
     pub async fn commit_with(&self, writes: &[Write<'_>]) -> StoreResult<()> {
         let client = self.client();
         let begun = self.state.swap(OPEN, Ordering::AcqRel) != NOT_BEGUN;
