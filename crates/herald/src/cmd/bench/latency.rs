@@ -84,14 +84,21 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let client = ctx.api(&server)?;
     let counters = Arc::new(Counters::default());
     let progress = bar.clone();
+    let answers: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let answered = answers.clone();
     let started = Instant::now();
     let out = load::fixed_rate(ctx.rate, ctx.duration, counters, move |i| {
         let client = client.clone();
+        let answered = answered.clone();
         progress.set_position(i);
         async move {
             // The send time is taken when the request is about to go out, not when it was scheduled.
+            let sent = Instant::now();
             let payload = json!({ "n": i, "sent_us": now_us() });
-            load::publish_ok(&client, "bench.latency", &payload).await
+            let ok = load::publish_ok(&client, "bench.latency", &payload).await;
+            let ms = sent.elapsed().as_secs_f64() * 1000.0;
+            answered.lock().expect("answers lock").push(ms);
+            ok
         }
     })
     .await;
@@ -126,9 +133,14 @@ pub async fn latency(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
         p95: p(95.0),
         p99: p(99.0),
     });
+    let mut answers = std::mem::take(&mut *answers.lock().expect("answers lock"));
+    answers.sort_by(f64::total_cmp);
+    let a = |q| percentile(&answers, q).unwrap_or(0.0);
     results.paced = Some(Paced {
         delivered_per_s: out.ok as f64 / (drained - started).as_secs_f64(),
         lag_ms: (drained - published).as_secs_f64() * 1000.0,
+        publish_p50: a(50.0),
+        publish_p99: a(99.0),
     });
     Ok(())
 }

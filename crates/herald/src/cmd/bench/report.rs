@@ -33,6 +33,11 @@ pub struct Paced {
     pub delivered_per_s: f64,
     /// How long after the last publish the last delivery arrived, ms.
     pub lag_ms: f64,
+    /// Publish call (request sent to answer read) p50 and p99, ms: the API's and the durable write's
+    /// share of the trip.
+    pub publish_p50: f64,
+    /// See [`Paced::publish_p50`].
+    pub publish_p99: f64,
 }
 
 /// What the fair scenario measured.
@@ -158,6 +163,9 @@ pub fn to_json(r: &Results, meta: &Meta) -> Value {
         "deliver_server_cpu_ms_per_delivery": r.deliver_cpu_ms.map(|m| round(m, 3)),
         "latency_delivered_per_s": r.paced.map(|p| round(p.delivered_per_s, 0)),
         "latency_lag_ms": r.paced.map(|p| round(p.lag_ms, 1)),
+        "latency_publish_ms": r.paced.map(|p| json!({
+            "p50": round(p.publish_p50, 2), "p99": round(p.publish_p99, 2),
+        })),
         "fair": r.fair.map(|f| json!({
             "b_latency_ms": { "p50": round(f.b_latency.p50, 2), "p95": round(f.b_latency.p95, 2),
                               "p99": round(f.b_latency.p99, 2) },
@@ -229,9 +237,11 @@ pub fn table(r: &Results, meta: &Meta) -> String {
                 l.p99,
                 r.paced
                     .map(|p| format!(
-                        "  [delivered {}/s, lag {:.0} ms]",
+                        "  [delivered {}/s, lag {:.0} ms; publish answered p50 {:.2} ms, p99 {:.2} ms]",
                         thousands(p.delivered_per_s),
-                        p.lag_ms
+                        p.lag_ms,
+                        p.publish_p50,
+                        p.publish_p99
                     ))
                     .unwrap_or_default()
             ),
