@@ -248,7 +248,8 @@ pub trait Store: Send + Sync + 'static {
     /// attempts can start while the commit is made durable; the call returns once it is. If the call fails,
     /// neither the results nor the leases may have been kept: the caller records the results again and gives
     /// back the claim's owner id ([`release_owner`](Store::release_owner)). Attempts started meanwhile may
-    /// be repeated, which at-least-once delivery allows.
+    /// be repeated, which at-least-once delivery allows. With no results it is a claim whose attempts may
+    /// start before its commit.
     async fn record_and_claim(
         &self,
         results: Vec<AttemptResult>,

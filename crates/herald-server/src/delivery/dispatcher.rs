@@ -2,22 +2,26 @@
 //!
 //! The dispatcher claims when work arrives (a publish), when it falls due, and while a claim says more is
 //! left. Slots freed by finished attempts are refilled by the recorder, which claims in the same commit
-//! that records the results ([`Dispatch::reserve`], [`Dispatch::start`]); both resume the same round robin
-//! over dispatch keys.
+//! that records the results ([`Dispatch::reserve`], [`Dispatch::claim_with`]); both resume the same round
+//! robin over dispatch keys. Either claim's attempts start as soon as its leases are written, while its
+//! commit is made durable: the time from a publish to its request is the claim's reads, not its fsync.
 //!
 //! Every claim leases its rows to an owner id of its own (`<node>.<n>`). When a claim fails, its answer may
 //! have been lost after the database committed it; the dispatcher then gives back every lease held by that
 //! claim's owner id before claiming again, so a database hiccup delays those deliveries by a retry, not by
 //! the lease length.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_store::error::StoreResult;
 use herald_store::{Claim, ClaimRequest, Store};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::attempt::{self, AttemptContext, Leased};
+use super::committing::Committing;
 use super::limits::{Turns, Waiting};
 use crate::app::now_ms;
 use crate::config::DeliveryConfig;
@@ -63,6 +67,18 @@ pub struct Dispatch {
     cursor: Mutex<String>,
     /// When the idle dispatcher wakes up by itself (ms; `i64::MAX` while it is busy claiming).
     sleeping_until: AtomicI64,
+    /// Claims handed over before their commit: their results wait for it.
+    pub committing: Committing,
+}
+
+/// What [`Dispatch::claim_with`] did.
+pub struct Claimed {
+    /// The store call's outcome: on an error the claim's leases may not have been kept.
+    pub written: StoreResult<()>,
+    /// Deliveries the claim handed over.
+    pub count: usize,
+    /// Whether the claim left work behind.
+    pub more: bool,
 }
 
 /// Slots held for one claim: its owner id, the request, and a permit per deliverable row.
@@ -91,6 +107,7 @@ impl Dispatch {
             claims: AtomicU64::new(0),
             cursor: Mutex::new(String::new()),
             sleeping_until: AtomicI64::new(i64::MAX),
+            committing: Committing::default(),
         }
     }
 
@@ -181,6 +198,41 @@ impl Dispatch {
         claim.more
     }
 
+    /// Claim for `reservation` through `write`, a store call that hands its claim over before it commits
+    /// ([`Store::record_and_claim`]), and start the claim's attempts the moment it is handed over, while
+    /// the commit is made durable. Results of those attempts are written only once it is done
+    /// ([`Committing`]). Returns once the call is done.
+    pub async fn claim_with<F>(
+        &self,
+        reservation: Reservation,
+        write: impl FnOnce(oneshot::Sender<Claim>) -> F,
+    ) -> Claimed
+    where
+        F: Future<Output = StoreResult<()>>,
+    {
+        let (claimed, claim) = oneshot::channel::<Claim>();
+        let _settling = self.committing.begin(reservation.owner.clone());
+        let starting = async {
+            match claim.await {
+                Ok(claim) => {
+                    let count = claim.deliveries.len();
+                    (count, self.start(claim, reservation))
+                }
+                Err(_) => {
+                    drop(reservation);
+                    self.context.slot_freed.notify_one();
+                    (0, false)
+                }
+            }
+        };
+        let (written, (count, more)) = tokio::join!(write(claimed), starting);
+        Claimed {
+            written,
+            count,
+            more,
+        }
+    }
+
     /// Note that a claim under `owner` failed: its leases are given back before the next claim.
     pub fn unsettled(&self, owner: &str) {
         self.unsettled
@@ -250,17 +302,26 @@ impl Dispatch {
             let Some(reservation) = self.reserve() else {
                 continue;
             };
-            let owner = reservation.owner.clone();
+            let (owner, request) = (reservation.owner.clone(), reservation.request.clone());
             let started = std::time::SystemTime::now();
-            backlog = match self.store.claim_due(&reservation.request).await {
-                Ok(claim) => {
+            // A claim with no results to record: its attempts start before its commit is durable.
+            let claimed = self
+                .claim_with(reservation, |claimed| {
+                    self.store.record_and_claim(Vec::new(), &request, claimed)
+                })
+                .await;
+            backlog = match claimed.written {
+                Ok(()) => {
                     failures = 0;
-                    if !claim.deliveries.is_empty() {
-                        let n = claim.deliveries.len();
-                        ctx.telemetry
-                            .record_span("claim", started, "herald.claimed", n);
+                    if claimed.count > 0 {
+                        ctx.telemetry.record_span(
+                            "claim",
+                            started,
+                            "herald.claimed",
+                            claimed.count,
+                        );
                     }
-                    self.start(claim, reservation)
+                    claimed.more
                 }
                 Err(e) => {
                     failures += 1;

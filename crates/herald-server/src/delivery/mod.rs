@@ -1,10 +1,11 @@
 //! The delivery engine: claims due deliveries from the store under a lease, sends them concurrently, and records
-//! the outcomes in batches, refilling the slots they free in the same commit.
+//! the outcomes in batches, refilling the slots they free in the same commit. A claim's attempts start as
+//! soon as its leases are written, before its commit; their results wait for that commit.
 //!
 //! ```text
-//! publish ──commit──► work_ready ──► dispatcher ──claim_due (lease)──► attempt tasks ──► recorder
-//!                                                                          ▲                │
-//!                                                                          └─ record_and_claim (refill)
+//! publish ──commit──► work_ready ──► dispatcher ──claim (lease)──► attempt tasks ──► recorder
+//!                                                                      ▲                │
+//!                                                                      └─ record_and_claim (refill)
 //! ```
 //! Isolation: a global semaphore bounds requests in flight; the store gives each endpoint at most its free
 //! slots and shares every claim round robin across endpoints, so one slow or busy endpoint cannot take
@@ -12,6 +13,7 @@
 
 mod attempt;
 pub mod client;
+mod committing;
 mod dispatcher;
 mod janitor;
 mod limits;

@@ -14,8 +14,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use herald_store::{AttemptResult, Claim, NextState, Store, StoreError};
-use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
+use herald_store::{AttemptResult, NextState, Store, StoreError};
+use tokio::sync::{mpsc, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::dispatcher::Dispatch;
 use crate::failpoint;
@@ -58,22 +58,22 @@ pub async fn run(
         if results.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
-        let dispatch = (!*refill.stop.borrow())
-            .then(|| refill.dispatch.upgrade())
-            .flatten();
+        let dispatch = refill.dispatch.upgrade();
+        let refilling = !*refill.stop.borrow();
         tokio::spawn(write_batch(
             store.clone(),
             (metrics.clone(), telemetry.clone()),
             std::mem::take(&mut batch),
-            dispatch,
+            (dispatch, refilling),
             turn,
         ));
     }
     let _ = writing.acquire_many(BATCHES_IN_FLIGHT as u32).await;
 }
 
-/// Write one batch and, when slots are free, claim their refill in the same commit; the refill's attempts
-/// start as soon as the claim is made, before the commit is durable.
+/// Write one batch once the claims that leased its deliveries have committed and, when slots are free and
+/// `refilling`, claim their refill in the same commit; the refill's attempts start as soon as the claim is
+/// made, before the commit is durable.
 async fn write_batch(
     store: Arc<dyn Store>,
     (metrics, telemetry): (
@@ -81,9 +81,16 @@ async fn write_batch(
         Arc<crate::telemetry::Telemetry>,
     ),
     batch: Vec<AttemptResult>,
-    dispatch: Option<Arc<Dispatch>>,
+    (dispatch, refilling): (Option<Arc<Dispatch>>, bool),
     _turn: OwnedSemaphorePermit,
 ) {
+    if let Some(dispatch) = &dispatch {
+        dispatch
+            .committing
+            .settled(batch.iter().map(|r| r.owner.as_str()))
+            .await;
+    }
+    let dispatch = dispatch.filter(|_| refilling);
     let (n, started) = (batch.len(), std::time::Instant::now());
     let mut span = telemetry.span("record", None);
     span.count("herald.results", n);
@@ -98,31 +105,15 @@ async fn write_batch(
     match (dispatch, reservation) {
         (Some(dispatch), Some(reservation)) => {
             let (owner, request) = (reservation.owner.clone(), reservation.request.clone());
-            let (claimed, claim) = oneshot::channel::<Claim>();
-            let starting = async {
-                match claim.await {
-                    Ok(claim) => {
-                        tracing::debug!(
-                            claimed = claim.deliveries.len(),
-                            after_us = started.elapsed().as_micros() as u64,
-                            "refilled freed slots"
-                        );
-                        span.count("herald.claimed", claim.deliveries.len());
-                        dispatch.start(claim, reservation)
-                    }
-                    Err(_) => {
-                        drop(reservation);
-                        dispatch.context.slot_freed.notify_one();
-                        false
-                    }
-                }
-            };
-            let (written, more) = tokio::join!(
-                store.record_and_claim(batch.clone(), &request, claimed),
-                starting
-            );
-            match written {
-                Ok(()) if more => dispatch.work_ready.notify_one(),
+            let claimed = dispatch
+                .claim_with(reservation, |claimed| {
+                    store.record_and_claim(batch.clone(), &request, claimed)
+                })
+                .await;
+            span.count("herald.claimed", claimed.count);
+            tracing::debug!(claimed = claimed.count, "refilled freed slots");
+            match claimed.written {
+                Ok(()) if claimed.more => dispatch.work_ready.notify_one(),
                 Ok(()) => {
                     if let Some(at) = earliest_retry {
                         dispatch.due_at(at);

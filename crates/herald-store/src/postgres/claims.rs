@@ -364,9 +364,13 @@ pub async fn record_and_claim(
     claimed: tokio::sync::oneshot::Sender<Claim>,
 ) -> StoreResult<()> {
     let tx = PipelinedTx::new(store.client().await?);
-    let stats = tx
-        .first(super::records::record_in(tx.client(), &store.ids, results))
-        .await?;
+    // With no results the claim's walk is the first statement and carries the `BEGIN`.
+    let stats = if results.is_empty() {
+        Vec::new()
+    } else {
+        tx.first(super::records::record_in(tx.client(), &store.ids, results))
+            .await?
+    };
     let Chosen { claim, writes } = choose(&tx, request).await?;
     let _ = claimed.send(claim);
     let statements = writes.prepare(tx.client()).await?;

@@ -209,6 +209,9 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
 /// Record `results`: log each attempt, move its delivery on, and fold what it says about its endpoint into
 /// the endpoint's breaker (publishing the operational events the breaker's moves raise).
 pub fn record_attempts(ctx: &mut WriteCtx, results: &[AttemptResult]) -> StoreResult<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
     let conn = &ctx.conn;
     let mut advanced = HashSet::new();
     // An attempt is logged unless another worker now holds the delivery's lease: then this result comes from

@@ -390,6 +390,67 @@ pub async fn deliveries_list_filters_and_paginates_with_a_cursor(backend: Backen
     assert_eq!(deleted["deleted"], 7);
 }
 
+/// A claim's attempts start before its commit is done, and a fast receiver answers before it is: each
+/// result must still be written, or its delivery would stay leased until the lease ran out and then be
+/// sent again. Four publishers stream to one default endpoint; every delivery ends delivered (well inside
+/// the 30 s lease) and every event arrives exactly once.
+pub async fn a_steady_stream_is_recorded_delivered_and_received_once_each(backend: Backend) {
+    let app = match TestApp::spawn_on(backend, |_| {}).await {
+        Some(app) => app,
+        None => return,
+    };
+    let rx = TestReceiver::start(Reply::status(204)).await;
+    app.endpoint(json!({"url": rx.url("/stream")})).await;
+    const PER_PUBLISHER: u64 = 150;
+    let publisher = |first: u64| {
+        let app = &app;
+        async move {
+            for n in first..first + PER_PUBLISHER {
+                let (status, body) = app
+                    .post(
+                        "/v1/events",
+                        json!({"event_type": "tick", "payload": {"n": n}}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            }
+        }
+    };
+    tokio::join!(
+        publisher(0),
+        publisher(PER_PUBLISHER),
+        publisher(2 * PER_PUBLISHER),
+        publisher(3 * PER_PUBLISHER)
+    );
+    let total = 4 * PER_PUBLISHER;
+    rx.wait_for(total as usize, Duration::from_secs(30)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut delivered = 0;
+    while delivered < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {total} deliveries recorded as delivered; the rest are still leased",
+            delivered
+        );
+        let (status, deleted) = app
+            .call(Method::DELETE, "/v1/deliveries?status=delivered", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{deleted}");
+        delivered += deleted["deleted"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered, total);
+    let mut seen: Vec<u64> = rx
+        .seen()
+        .iter()
+        .map(|s| s.json()["data"]["n"].as_u64().expect("n in the payload"))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len() as u64, total, "each event arrived once");
+    assert_eq!(rx.count() as u64, total, "no event arrived twice");
+}
+
 crate::on_both_stores!(
     fan_out_respects_type_filters_and_signs_each_delivery,
     two_server_errors_then_success_ends_delivered_with_three_attempts,
@@ -399,5 +460,6 @@ crate::on_both_stores!(
     cancel_stops_a_retrying_delivery,
     the_same_idempotency_key_returns_the_first_answer_and_sends_once,
     direct_deliveries_are_signed_when_given_a_secret_and_verified_by_the_receiver,
-    deliveries_list_filters_and_paginates_with_a_cursor
+    deliveries_list_filters_and_paginates_with_a_cursor,
+    a_steady_stream_is_recorded_delivered_and_received_once_each
 );
