@@ -115,6 +115,29 @@ impl KeyWalk {
         step
     }
 
+    /// Where a step may wrap to, for a store that reads the wrap in the same statement: the walk's start,
+    /// while it has not wrapped yet and did not begin at the first key.
+    pub fn wrap_to(&self) -> Option<&str> {
+        (!self.wrapped && !self.start.is_empty()).then_some(self.start.as_str())
+    }
+
+    /// [`KeyWalk::take`] for a step read up to [`KeyWalk::wrap_to`] in one go: `ahead`, the keys after the
+    /// step's start, then `wrapped`, those from the first key up to the walk's start, `asked` in all.
+    /// Equal to taking `ahead` and then, if the walk wrapped, `wrapped` as a step of its own.
+    pub fn take_wrapping(
+        &mut self,
+        ahead: Vec<KeyDue>,
+        wrapped: Vec<KeyDue>,
+        asked: usize,
+    ) -> Vec<KeyDue> {
+        let rest = asked.saturating_sub(ahead.len());
+        let mut keys = self.take(ahead, asked);
+        if self.wrapped && !self.done {
+            keys.extend(self.take(wrapped, rest));
+        }
+        keys
+    }
+
     /// Whether every key with work was visited.
     pub fn complete(&self) -> bool {
         self.complete
@@ -371,6 +394,44 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert!(walk.complete());
         assert!(walk.next_step(1_000).is_none());
+    }
+
+    #[test]
+    fn a_step_read_with_its_wrap_walks_as_two_steps_do() {
+        let names = |keys: &[KeyDue]| keys.iter().map(|k| k.key.clone()).collect::<Vec<_>>();
+        // One key, which the previous claim ended on: nothing after it, then itself.
+        let mut walk = KeyWalk::new("b");
+        assert_eq!(walk.wrap_to(), Some("b"));
+        let (_, asked) = walk.next_step(1_000).unwrap();
+        let seen = walk.take_wrapping(vec![], vec![key("b")], asked);
+        assert_eq!(names(&seen), ["b"]);
+        assert!(walk.complete());
+        assert!(walk.next_step(1_000).is_none());
+        // Keys on both sides of the start.
+        let mut walk = KeyWalk::new("b");
+        let (_, asked) = walk.next_step(1_000).unwrap();
+        let seen = walk.take_wrapping(vec![key("c")], vec![key("a"), key("b")], asked);
+        assert_eq!(names(&seen), ["c", "a", "b"]);
+        assert!(walk.complete());
+        // A step filled before the end does not wrap, and the next step may still wrap.
+        let mut walk = KeyWalk::new("b");
+        let ahead: Vec<KeyDue> = (0..WALK_STEP).map(|i| key(&format!("c{i:03}"))).collect();
+        let (_, asked) = walk.next_step(1_000).unwrap();
+        assert_eq!(asked, WALK_STEP);
+        assert_eq!(walk.take_wrapping(ahead, vec![], asked).len(), WALK_STEP);
+        assert!(!walk.complete());
+        assert_eq!(walk.wrap_to(), Some("b"));
+        // A wrapped walk reads on without wrapping again.
+        let mut walk = KeyWalk::new("b");
+        let (_, asked) = walk.next_step(WALK_STEP * QUANTUM * 2).unwrap();
+        let wrapped: Vec<KeyDue> = (0..asked - 1).map(|i| key(&format!("a{i:03}"))).collect();
+        walk.take_wrapping(vec![key("c")], wrapped, asked);
+        assert!(!walk.complete());
+        assert_eq!(walk.wrap_to(), None);
+        let (after, _) = walk.next_step(1_000).unwrap();
+        assert_eq!(after, format!("a{:03}", asked - 2));
+        // A walk from the first key never wraps.
+        assert_eq!(KeyWalk::new("").wrap_to(), None);
     }
 
     #[test]

@@ -4,16 +4,17 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::Row;
 
 use super::claim_writes::ClaimWrites;
+use super::key_walk::{key_state, walk, KEY_STATE};
 use super::pipelined::{PipelinedTx, Write};
 use super::rows::get;
 use super::stats::StatsBatch;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_keys, pacing_writes, peer_leases, select, step_shares, to_u32, CandidateRow, Gathered,
-    KeyDue, KeyShare, KeyWalk, Leases, CANDIDATE_COLUMNS,
+    due_keys, pacing_writes, peer_leases, select, step_shares, CandidateRow, Gathered, KeyShare,
+    KeyWalk, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -57,91 +58,6 @@ fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
         auth: get(row, at + 29)?,
         traceparent: get(row, at + 30)?,
     })
-}
-
-/// Up to `n` keys with a due time, in key order after `after`.
-async fn walk(tx: &impl GenericClient, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
-    let stmt = tx
-        .prepare_cached(crate::sql::WALK_KEYS)
-        .await
-        .map_err(pg_error)?;
-    let rows = tx
-        .query(&stmt, &[&after, &(n as i32)])
-        .await
-        .map_err(pg_error)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if let Some(min_due_ms) = get::<Option<i64>>(row, 1)? {
-            out.push(KeyDue {
-                key: get(row, 0)?,
-                min_due_ms,
-                max_in_flight: get(row, 2)?,
-                probe_ms: get(row, 3)?,
-                rate_limit_per_s: get(row, 4)?,
-                next_send_ms: get(row, 5)?,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// What a claim must read under the claim lock for `keys`: their unexpired leases across the cluster,
-/// the probe times of those whose breaker is open and the pacing times of paced ones. The walk's view of
-/// them may predate a commit that opened a breaker or another node's claim that paced a key.
-#[derive(Default)]
-struct KeyState {
-    in_flight: HashMap<String, Leases>,
-    probes: HashMap<String, i64>,
-    next_sends: HashMap<String, i64>,
-}
-
-/// Leases per key (all, and those of other nodes), open breakers' probe times and pacing times of `$2`
-/// (keys), with `$1` now and `$3` this node.
-const KEY_STATE: &str = "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint, \
-        COUNT(*) FILTER (WHERE lease_owner <> $3 AND NOT starts_with(lease_owner, $3 || '.')) \
-     FROM deliveries \
-     WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
-     UNION ALL SELECT key, -1, probe_ms, NULL, 0 FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
-     UNION ALL SELECT key, -1, NULL, next_send_ms, 0 FROM key_pacing WHERE key = ANY($2)";
-
-/// Run [`KEY_STATE`] (prepared as `stmt`) for `keys`.
-async fn key_state(
-    tx: &impl GenericClient,
-    stmt: &Statement,
-    keys: &[&str],
-    node: &str,
-    now_ms: i64,
-) -> StoreResult<KeyState> {
-    let mut state = KeyState::default();
-    if keys.is_empty() {
-        return Ok(state);
-    }
-    for row in &tx
-        .query(stmt, &[&now_ms, &keys, &node])
-        .await
-        .map_err(pg_error)?
-    {
-        let key = get::<String>(row, 0)?;
-        let count = get::<i64>(row, 1)?;
-        if count >= 0 {
-            let peers = get::<i64>(row, 4)?;
-            state.in_flight.insert(
-                key,
-                Leases {
-                    all: to_u32(count),
-                    peers: to_u32(peers),
-                },
-            );
-            continue;
-        }
-        if let Some(probe) = get::<Option<i64>>(row, 2)? {
-            state.probes.insert(key.clone(), probe);
-        }
-        if let Some(next_send) = get::<Option<i64>>(row, 3)? {
-            state.next_sends.insert(key, next_send);
-        }
-    }
-    Ok(state)
 }
 
 /// Each asked key's oldest due rows, whole and locked: `$2` keys with `$3` how many rows of each, `$1`
@@ -232,7 +148,7 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let mut keys = walker.take(ptx.first(walk(tx, &after, asked)).await?, asked);
+        let mut keys = ptx.first(walk(tx, &mut walker, &after, asked)).await?;
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }

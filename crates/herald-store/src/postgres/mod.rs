@@ -16,6 +16,7 @@ mod endpoints;
 mod health;
 mod history;
 mod jobs;
+mod key_walk;
 mod listen;
 mod pipelined;
 mod publish;

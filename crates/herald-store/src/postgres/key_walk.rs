@@ -1,0 +1,151 @@
+//! What a PostgreSQL claim reads before it chooses: the walk over dispatch keys with due work, and,
+//! under the claim lock, the state of the keys it visits.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Statement;
+
+use super::pg_error;
+use super::rows::get;
+use crate::claiming::{to_u32, KeyDue, KeyWalk, Leases};
+use crate::error::StoreResult;
+
+/// [`crate::sql::WALK_KEYS`] and its wrap in one statement: up to `$2` keys with a due time after `$1`
+/// (lap 0) and then, from the first key up to `$3` (the walk's start; none when empty), as many as
+/// are still wanted (lap 1). The wrap is read only when the keys after `$1` run out: the `LIMIT` stops
+/// pulling rows before it.
+const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
+      SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
+              ORDER BY dispatch_key LIMIT 1), 1 \
+      UNION ALL \
+      SELECT (SELECT d.dispatch_key FROM deliveries d WHERE d.due_ms IS NOT NULL AND d.dispatch_key > ahead.key \
+              ORDER BY d.dispatch_key LIMIT 1), ahead.n + 1 \
+      FROM ahead WHERE ahead.key IS NOT NULL AND ahead.n < $2), \
+    wrapped(key, n) AS ( \
+      SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND $3 <> '' \
+              ORDER BY dispatch_key LIMIT 1), 1 \
+      UNION ALL \
+      SELECT (SELECT d.dispatch_key FROM deliveries d WHERE d.due_ms IS NOT NULL AND d.dispatch_key > wrapped.key \
+              ORDER BY d.dispatch_key LIMIT 1), wrapped.n + 1 \
+      FROM wrapped WHERE wrapped.key IS NOT NULL AND wrapped.key < $3 AND wrapped.n < $2), \
+    walk AS ((SELECT key, n, 0 AS lap FROM ahead WHERE key IS NOT NULL \
+              UNION ALL SELECT key, n, 1 FROM wrapped WHERE key IS NOT NULL AND key <= $3) LIMIT $2) \
+    SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
+           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
+           kp.next_send_ms, w.lap \
+    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
+    LEFT JOIN key_pacing kp ON kp.key = w.key \
+    ORDER BY w.lap, w.n";
+
+/// One step of `walker`'s walk: up to `n` keys with a due time in key order after `after`, and, while
+/// the walk may wrap ([`KeyWalk::wrap_to`]), on from the first key in the same statement.
+pub(super) async fn walk(
+    tx: &impl GenericClient,
+    walker: &mut KeyWalk,
+    after: &str,
+    n: usize,
+) -> StoreResult<Vec<KeyDue>> {
+    let wrap_to = walker.wrap_to().map(str::to_string);
+    let rows = match &wrap_to {
+        Some(start) => {
+            let stmt = tx
+                .prepare_cached(WALK_KEYS_WRAPPING)
+                .await
+                .map_err(pg_error)?;
+            tx.query(&stmt, &[&after, &(n as i32), start])
+                .await
+                .map_err(pg_error)?
+        }
+        None => {
+            let stmt = tx
+                .prepare_cached(crate::sql::WALK_KEYS)
+                .await
+                .map_err(pg_error)?;
+            tx.query(&stmt, &[&after, &(n as i32)])
+                .await
+                .map_err(pg_error)?
+        }
+    };
+    let (mut ahead, mut wrapped) = (Vec::with_capacity(rows.len()), Vec::new());
+    for row in &rows {
+        if let Some(min_due_ms) = get::<Option<i64>>(row, 1)? {
+            let key = KeyDue {
+                key: get(row, 0)?,
+                min_due_ms,
+                max_in_flight: get(row, 2)?,
+                probe_ms: get(row, 3)?,
+                rate_limit_per_s: get(row, 4)?,
+                next_send_ms: get(row, 5)?,
+            };
+            if wrap_to.is_some() && get::<i32>(row, 6)? == 1 {
+                wrapped.push(key);
+            } else {
+                ahead.push(key);
+            }
+        }
+    }
+    Ok(match wrap_to {
+        Some(_) => walker.take_wrapping(ahead, wrapped, n),
+        None => walker.take(ahead, n),
+    })
+}
+
+/// What a claim must read under the claim lock for `keys`: their unexpired leases across the cluster,
+/// the probe times of those whose breaker is open and the pacing times of paced ones. The walk's view of
+/// them may predate a commit that opened a breaker or another node's claim that paced a key.
+#[derive(Default)]
+pub(super) struct KeyState {
+    pub(super) in_flight: HashMap<String, Leases>,
+    pub(super) probes: HashMap<String, i64>,
+    pub(super) next_sends: HashMap<String, i64>,
+}
+
+/// Leases per key (all, and those of other nodes), open breakers' probe times and pacing times of `$2`
+/// (keys), with `$1` now and `$3` this node.
+pub(super) const KEY_STATE: &str = "SELECT dispatch_key, COUNT(*), NULL::bigint, NULL::bigint, \
+        COUNT(*) FILTER (WHERE lease_owner <> $3 AND NOT starts_with(lease_owner, $3 || '.')) \
+     FROM deliveries \
+     WHERE status = 'in_progress' AND due_ms > $1 AND dispatch_key = ANY($2) GROUP BY dispatch_key \
+     UNION ALL SELECT key, -1, probe_ms, NULL, 0 FROM dispatch_keys WHERE key = ANY($2) AND circuit = 'open' \
+     UNION ALL SELECT key, -1, NULL, next_send_ms, 0 FROM key_pacing WHERE key = ANY($2)";
+
+/// Run [`KEY_STATE`] (prepared as `stmt`) for `keys`.
+pub(super) async fn key_state(
+    tx: &impl GenericClient,
+    stmt: &Statement,
+    keys: &[&str],
+    node: &str,
+    now_ms: i64,
+) -> StoreResult<KeyState> {
+    let mut state = KeyState::default();
+    if keys.is_empty() {
+        return Ok(state);
+    }
+    for row in &tx
+        .query(stmt, &[&now_ms, &keys, &node])
+        .await
+        .map_err(pg_error)?
+    {
+        let key = get::<String>(row, 0)?;
+        let count = get::<i64>(row, 1)?;
+        if count >= 0 {
+            let peers = get::<i64>(row, 4)?;
+            state.in_flight.insert(
+                key,
+                Leases {
+                    all: to_u32(count),
+                    peers: to_u32(peers),
+                },
+            );
+            continue;
+        }
+        if let Some(probe) = get::<Option<i64>>(row, 2)? {
+            state.probes.insert(key.clone(), probe);
+        }
+        if let Some(next_send) = get::<Option<i64>>(row, 3)? {
+            state.next_sends.insert(key, next_send);
+        }
+    }
+    Ok(state)
+}
