@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::claim_writes::ClaimWrites;
 use super::key_walk::{key_state, walk, KEY_STATE};
@@ -13,8 +13,8 @@ use super::rows::get;
 use super::stats::StatsBatch;
 use super::{pg_error, PostgresStore};
 use crate::claiming::{
-    due_keys, pacing_writes, peer_leases, select, step_shares, CandidateRow, Gathered, KeyShare,
-    KeyWalk, CANDIDATE_COLUMNS,
+    due_keys, pacing_writes, peer_leases, select, step_shares, CandidateRow, Gathered, KeyDue,
+    KeyShare, KeyWalk, Leases, CANDIDATE_COLUMNS,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -74,6 +74,29 @@ static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// Run [`READ_ROUND`] (prepared as `stmt`) for `keys`, `counts[i]` rows of `keys[i]`, past the ids in
+/// `read`: each row found with the index of its key.
+async fn read_rows(
+    tx: &impl GenericClient,
+    stmt: &Statement,
+    (keys, counts): (&[&str], &[i64]),
+    read: &[&str],
+    now_ms: i64,
+) -> StoreResult<Vec<(usize, CandidateRow)>> {
+    let found = tx
+        .query(stmt, &[&now_ms, &keys, &counts, &read])
+        .await
+        .map_err(pg_error)?;
+    let mut rows = Vec::with_capacity(found.len());
+    for row in &found {
+        let ord: i64 = get(row, 0)?;
+        if let Ok(i) = usize::try_from(ord - 1) {
+            rows.push((i, candidate_row(row, 1)?));
+        }
+    }
+    Ok(rows)
+}
+
 /// One round of reads for a step: each asked key's oldest due rows (`asks[i]` in all for `shares[i]`, 0
 /// for none), whole and locked, in one statement. The rows are kept in `rows` by id until the claim
 /// selects from them.
@@ -96,15 +119,10 @@ async fn read_round(
         .flat_map(|s| s.ids.iter().map(String::as_str))
         .collect();
     let stmt = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
-    let found = tx
-        .query(&stmt, &[&now_ms, &keys, &counts, &read])
-        .await
-        .map_err(pg_error)?;
+    let found = read_rows(tx, &stmt, (&keys, &counts), &read, now_ms).await?;
     let mut ids: Vec<Vec<String>> = asked.iter().map(|i| shares[*i].ids.clone()).collect();
-    for row in &found {
-        let ord: i64 = get(row, 0)?;
-        let candidate = candidate_row(row, 1)?;
-        if let Some(list) = usize::try_from(ord - 1).ok().and_then(|i| ids.get_mut(i)) {
+    for (j, candidate) in found {
+        if let Some(list) = ids.get_mut(j) {
             list.push(candidate.id.clone());
             rows.insert(candidate.id.clone(), candidate);
         }
@@ -114,6 +132,60 @@ async fn read_round(
         gathered.read(&mut shares[i], asks[i], list);
     }
     Ok(())
+}
+
+/// The first round of a claim's first locked step, guessed from the walk's view of the keys' leases so
+/// that it can be read in the round trip that takes the lock: keys and how many rows of each.
+struct Guess {
+    keys: Vec<String>,
+    counts: Vec<i64>,
+}
+
+impl Guess {
+    /// The first round [`step_shares`] would ask for if the keys' leases were still `seen`.
+    fn new(
+        keys: &[KeyDue],
+        seen: &HashMap<String, Leases>,
+        request: &ClaimRequest,
+        (walk_complete, gathered): (bool, &Gathered),
+    ) -> Option<Guess> {
+        let now = request.now_ms;
+        let shares = step_shares(keys, seen, now, request, walk_complete, gathered.remaining);
+        let asks = gathered.next_round(&shares)?;
+        let (keys, counts) = shares
+            .into_iter()
+            .zip(asks)
+            .filter(|(_, ask)| *ask > 0)
+            .map(|(share, ask)| (share.key, ask as i64))
+            .unzip();
+        Some(Guess { keys, counts })
+    }
+
+    /// Give the step's true `shares` what the guessed read `found` ([`Gathered::read_guessed`]). Every
+    /// row goes to `rows`; those beyond a key's free slots are not picked, and stay as they were when the
+    /// transaction ends.
+    fn apply(
+        &self,
+        found: Vec<(usize, CandidateRow)>,
+        gathered: &mut Gathered,
+        shares: &mut [KeyShare],
+        rows: &mut HashMap<String, CandidateRow>,
+    ) {
+        let mut ids: Vec<Vec<String>> = vec![Vec::new(); self.keys.len()];
+        for (i, candidate) in found {
+            if let Some(list) = ids.get_mut(i) {
+                list.push(candidate.id.clone());
+                rows.insert(candidate.id.clone(), candidate);
+            }
+        }
+        let read = self
+            .keys
+            .iter()
+            .zip(&self.counts)
+            .zip(ids)
+            .map(|((key, count), ids)| (key.as_str(), *count as usize, ids));
+        gathered.read_guessed(shares, read);
+    }
 }
 
 /// A claim chosen under the claim lock, and the writes that make it so ([`ClaimWrites`]). Its rows
@@ -148,7 +220,9 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let mut keys = ptx.first(walk(tx, &mut walker, &after, asked)).await?;
+        let (mut keys, seen) = ptx
+            .first(walk(tx, &mut walker, (&after, asked), &request.node, now))
+            .await?;
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
@@ -158,10 +232,11 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
         }
         let due: Vec<&str> = due.iter().map(String::as_str).collect();
         // The walk only proposes keys; what is free is read under the lock, taken only when some key is
-        // due (a refill after the last due work takes no lock at all). The lock and the read are sent
-        // together, yet the read still sees every claim that committed before the lock was granted:
-        // PostgreSQL runs them in order and gives each statement a snapshot of its own when it starts.
-        // Both prepared first, so that each is sent the moment it is polled, and polled in this order.
+        // due (a refill after the last due work takes no lock at all). The lock, the read and a first
+        // round of rows guessed from the walk's view are sent together, yet each still sees every claim
+        // that committed before the lock was granted: PostgreSQL runs them in order and gives each
+        // statement a snapshot of its own when it starts. All prepared first, so that each is sent the
+        // moment it is polled, and polled in this order.
         let lock = if locked {
             None
         } else {
@@ -171,17 +246,29 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
                     .map_err(pg_error)?,
             )
         };
+        let guess = lock
+            .as_ref()
+            .and_then(|_| Guess::new(&keys, &seen, request, (walker.complete(), &gathered)));
         let read = tx.prepare_cached(KEY_STATE).await.map_err(pg_error)?;
+        let read_guess = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
         let take_lock = async {
             if let Some(lock) = &lock {
                 tx.execute(lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
             }
             Ok(())
         };
-        let ((), state) = tokio::try_join!(
+        let guessed = async {
+            let Some(guess) = &guess else {
+                return Ok(Vec::new());
+            };
+            let keys: Vec<&str> = guess.keys.iter().map(String::as_str).collect();
+            read_rows(tx, &read_guess, (&keys, &guess.counts), &[], now).await
+        };
+        let ((), state, found) = tokio::try_join!(
             biased;
             take_lock,
-            key_state(tx, &read, &due, &request.node, now)
+            key_state(tx, &read, &due, &request.node, now),
+            guessed
         )?;
         locked = true;
         in_flight.extend(state.in_flight);
@@ -200,13 +287,17 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
             walker.complete(),
             gathered.remaining,
         );
+        if let Some(guess) = &guess {
+            guess.apply(found, &mut gathered, &mut shares, &mut candidates);
+        }
         while let Some(asks) = gathered.next_round(&shares) {
             read_round(tx, &mut gathered, &mut shares, &asks, &mut candidates, now).await?;
         }
         gathered.finish_step(shares);
     }
     let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
-    // Every row read was locked as it was read, and every row read is picked.
+    // Every row read was locked as it was read. Every row read is picked but those a guessed round read
+    // beyond a key's free slots, which stay as they were.
     let rows: Vec<CandidateRow> = plan
         .picked
         .iter()

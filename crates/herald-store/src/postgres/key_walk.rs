@@ -14,7 +14,9 @@ use crate::error::StoreResult;
 /// [`crate::sql::WALK_KEYS`] and its wrap in one statement: up to `$2` keys with a due time after `$1`
 /// (lap 0) and then, from the first key up to `$3` (the walk's start; none when empty), as many as
 /// are still wanted (lap 1). The wrap is read only when the keys after `$1` run out: the `LIMIT` stops
-/// pulling rows before it.
+/// pulling rows before it. Each key comes with its unexpired leases at `$4` (all, and those of nodes
+/// other than `$5`) as this statement sees them, before the claim lock: a guess at what
+/// [`KEY_STATE`] will find.
 const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
       SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
               ORDER BY dispatch_key LIMIT 1), 1 \
@@ -33,41 +35,37 @@ const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
               UNION ALL SELECT key, n, 1 FROM wrapped WHERE key IS NOT NULL AND key <= $3) LIMIT $2) \
     SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
            ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
-           kp.next_send_ms, w.lap \
+           kp.next_send_ms, w.lap, l.leases, l.peers \
     FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
     LEFT JOIN key_pacing kp ON kp.key = w.key \
+    CROSS JOIN LATERAL (SELECT COUNT(*) AS leases, COUNT(*) FILTER (WHERE d.lease_owner <> $5 \
+                            AND NOT starts_with(d.lease_owner, $5 || '.')) AS peers \
+                        FROM deliveries d WHERE d.dispatch_key = w.key AND d.status = 'in_progress' \
+                        AND d.due_ms > $4) l \
     ORDER BY w.lap, w.n";
 
-/// One step of `walker`'s walk: up to `n` keys with a due time in key order after `after`, and, while
-/// the walk may wrap ([`KeyWalk::wrap_to`]), on from the first key in the same statement.
+/// One step of `walker`'s walk: up to `n` keys with a due time in key order after `after` and, while
+/// the walk may wrap ([`KeyWalk::wrap_to`]), on from the first key in the same statement; with the
+/// leases of each as seen before the claim lock (`node` is the claiming node, `now_ms` the claim's
+/// time).
 pub(super) async fn walk(
     tx: &impl GenericClient,
     walker: &mut KeyWalk,
-    after: &str,
-    n: usize,
-) -> StoreResult<Vec<KeyDue>> {
-    let wrap_to = walker.wrap_to().map(str::to_string);
-    let rows = match &wrap_to {
-        Some(start) => {
-            let stmt = tx
-                .prepare_cached(WALK_KEYS_WRAPPING)
-                .await
-                .map_err(pg_error)?;
-            tx.query(&stmt, &[&after, &(n as i32), start])
-                .await
-                .map_err(pg_error)?
-        }
-        None => {
-            let stmt = tx
-                .prepare_cached(crate::sql::WALK_KEYS)
-                .await
-                .map_err(pg_error)?;
-            tx.query(&stmt, &[&after, &(n as i32)])
-                .await
-                .map_err(pg_error)?
-        }
-    };
+    (after, n): (&str, usize),
+    node: &str,
+    now_ms: i64,
+) -> StoreResult<(Vec<KeyDue>, HashMap<String, Leases>)> {
+    let wrap_to = walker.wrap_to().unwrap_or_default().to_string();
+    let stmt = tx
+        .prepare_cached(WALK_KEYS_WRAPPING)
+        .await
+        .map_err(pg_error)?;
+    let rows = tx
+        .query(&stmt, &[&after, &(n as i32), &wrap_to, &now_ms, &node])
+        .await
+        .map_err(pg_error)?;
     let (mut ahead, mut wrapped) = (Vec::with_capacity(rows.len()), Vec::new());
+    let mut leases = HashMap::with_capacity(rows.len());
     for row in &rows {
         if let Some(min_due_ms) = get::<Option<i64>>(row, 1)? {
             let key = KeyDue {
@@ -78,17 +76,29 @@ pub(super) async fn walk(
                 rate_limit_per_s: get(row, 4)?,
                 next_send_ms: get(row, 5)?,
             };
-            if wrap_to.is_some() && get::<i32>(row, 6)? == 1 {
+            let (all, peers): (i64, i64) = (get(row, 7)?, get(row, 8)?);
+            if all > 0 {
+                leases.insert(
+                    key.key.clone(),
+                    Leases {
+                        all: to_u32(all),
+                        peers: to_u32(peers),
+                    },
+                );
+            }
+            if get::<i32>(row, 6)? == 1 {
                 wrapped.push(key);
             } else {
                 ahead.push(key);
             }
         }
     }
-    Ok(match wrap_to {
-        Some(_) => walker.take_wrapping(ahead, wrapped, n),
-        None => walker.take(ahead, n),
-    })
+    let keys = if wrap_to.is_empty() {
+        walker.take(ahead, n)
+    } else {
+        walker.take_wrapping(ahead, wrapped, n)
+    };
+    Ok((keys, leases))
 }
 
 /// What a claim must read under the claim lock for `keys`: their unexpired leases across the cluster,
