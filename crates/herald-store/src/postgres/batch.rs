@@ -12,7 +12,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use herald_core::event_type::{filter_matches, filter_names};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::endpoints::notify_work;
+use super::fan_out::{insert_deliveries, FanOut, NewDeliveryRow};
 use super::pipelined::PipelinedTx;
 use super::publish::claim_key;
 use super::{pg_error, rows, IdSource};
@@ -111,11 +111,16 @@ async fn write(
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))?;
         let tx = PipelinedTx::new(client);
-        let results = tx
-            .first(publish_all(tx.client(), ids, events, EventKind::Event))
+        let staged = tx
+            .first(stage_all(tx.client(), ids, events, EventKind::Event))
             .await?;
-        tx.commit().await?;
-        Ok(results)
+        // The fan-out and its notification go out with the `COMMIT`: one round trip for all three.
+        let fan_out = FanOut::new(&staged.deliveries);
+        let statements = fan_out.prepare(tx.client()).await?;
+        let params = fan_out.params();
+        tx.commit_with(&fan_out.writes(&statements, &params))
+            .await?;
+        Ok(staged.answers)
     };
     tokio::time::timeout(timeout * 2, work)
         .await
@@ -134,6 +139,27 @@ pub(super) async fn publish_all(
     events: Vec<NewEvent>,
     kind: EventKind,
 ) -> StoreResult<Vec<Published>> {
+    let staged = stage_all(tx, ids, events, kind).await?;
+    insert_deliveries(tx, &staged.deliveries).await?;
+    Ok(staged.answers)
+}
+
+/// What [`stage_all`] wrote, and the fan-out it left to insert.
+pub(super) struct Staged {
+    /// One answer per publish, in order.
+    pub(super) answers: Vec<Published>,
+    /// The deliveries the new events fan out to, not yet inserted.
+    pub(super) deliveries: Vec<NewDeliveryRow>,
+}
+
+/// Store every event (all of `kind`) inside `tx`, as [`publish_all`] does, and return its fan-out
+/// without inserting it.
+async fn stage_all(
+    tx: &impl GenericClient,
+    ids: &IdSource,
+    events: Vec<NewEvent>,
+    kind: EventKind,
+) -> StoreResult<Staged> {
     let mut answers: Vec<Option<Published>> = Vec::with_capacity(events.len());
     let mut fresh: Vec<(usize, EventRecord)> = Vec::with_capacity(events.len());
     for (i, new) in events.into_iter().enumerate() {
@@ -201,11 +227,13 @@ pub(super) async fn publish_all(
             replayed: false,
         });
     }
-    insert_deliveries(tx, &deliveries).await?;
-    Ok(answers
-        .into_iter()
-        .map(|a| a.expect("every event answered"))
-        .collect())
+    Ok(Staged {
+        answers: answers
+            .into_iter()
+            .map(|a| a.expect("every event answered"))
+            .collect(),
+        deliveries,
+    })
 }
 
 /// The enabled endpoints of `tenants`, by tenant: id, URL and event-type filters.
@@ -272,59 +300,5 @@ async fn insert_events<'a>(
     )
     .await
     .map_err(pg_error)?;
-    Ok(())
-}
-
-/// One fanned-out delivery to insert, due at its event's time.
-pub struct NewDeliveryRow {
-    /// `dlv_…`
-    pub id: String,
-    /// The event it carries (tenant, correlation and time are taken from it).
-    pub event: EventRecord,
-    /// Target endpoint.
-    pub endpoint_id: String,
-    /// The endpoint's URL at creation.
-    pub url: String,
-}
-
-/// Insert fanned-out deliveries in one statement and notify listening nodes.
-pub async fn insert_deliveries(
-    tx: &impl GenericClient,
-    rows: &[NewDeliveryRow],
-) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let col = |f: fn(&NewDeliveryRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let created: Vec<i64> = rows.iter().map(|r| r.event.created_ms).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
-             cycle_started_ms, due_ms, correlation_id, created_ms, updated_ms) \
-             SELECT u.id, u.tenant_id, u.event_id, u.endpoint_id, u.endpoint_id, u.url, 'pending', u.created, \
-             u.created, u.correlation_id, u.created, u.created \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
-             AS u(id, tenant_id, event_id, endpoint_id, url, correlation_id, created)",
-        )
-        .await
-        .map_err(pg_error)?;
-    let insert = async {
-        tx.execute(
-            &stmt,
-            &[
-                &col(|r| &r.id),
-                &col(|r| &r.event.tenant_id),
-                &col(|r| &r.event.id),
-                &col(|r| &r.endpoint_id),
-                &col(|r| &r.url),
-                &col(|r| &r.event.correlation_id),
-                &created,
-            ],
-        )
-        .await
-        .map_err(pg_error)
-    };
-    // Pipelined with the insert, after it: one round trip for both, and the insert's error if it fails.
-    tokio::try_join!(biased; insert, notify_work(tx))?;
     Ok(())
 }

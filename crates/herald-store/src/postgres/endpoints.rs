@@ -243,13 +243,16 @@ pub async fn delete_endpoint(
     Ok(())
 }
 
+/// Notify `$1` (a channel) with an empty payload; [`NOTIFY_PARAMS`] names the work channel.
+pub const NOTIFY_WORK: &str = "SELECT pg_notify($1, '')";
+
+/// The parameters of [`NOTIFY_WORK`] that wake nodes for due work.
+pub const NOTIFY_PARAMS: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&WORK_CHANNEL];
+
 /// Tell listening nodes that work may be due (delivered when the surrounding transaction commits).
 pub async fn notify_work(c: &impl GenericClient) -> StoreResult<()> {
     // Prepared once per connection: a statement given as text costs a round trip of its own to prepare.
-    let stmt = c
-        .prepare_cached("SELECT pg_notify($1, '')")
-        .await
-        .map_err(pg_error)?;
-    c.execute(&stmt, &[&WORK_CHANNEL]).await.map_err(pg_error)?;
+    let stmt = c.prepare_cached(NOTIFY_WORK).await.map_err(pg_error)?;
+    c.execute(&stmt, NOTIFY_PARAMS).await.map_err(pg_error)?;
     Ok(())
 }

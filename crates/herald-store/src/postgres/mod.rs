@@ -13,6 +13,7 @@ mod claim_writes;
 mod claims;
 mod deliveries;
 mod endpoints;
+mod fan_out;
 mod health;
 mod history;
 mod jobs;

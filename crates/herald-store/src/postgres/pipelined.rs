@@ -24,7 +24,7 @@ const OPEN: u8 = 1;
 const ENDED: u8 = 2;
 
 /// A transaction on a pooled connection, begun with its first statement ([`PipelinedTx::first`]) and
-/// ended by [`PipelinedTx::commit_with`] or [`PipelinedTx::commit`].
+/// ended by [`PipelinedTx::commit_with`].
 pub struct PipelinedTx {
     client: Option<Object>,
     state: AtomicU8,
@@ -109,11 +109,6 @@ impl PipelinedTx {
         .await?;
         self.state.store(ENDED, Ordering::Release);
         Ok(())
-    }
-
-    /// Commit.
-    pub async fn commit(&self) -> StoreResult<()> {
-        self.commit_with(&[]).await
     }
 }
 
@@ -257,7 +252,7 @@ mod tests {
         assert_eq!(rows(&pool).await, Vec::<i64>::new());
         let tx = PipelinedTx::new(pool.get().await.unwrap());
         tx.first(insert(tx.client(), 3)).await.unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_with(&[]).await.unwrap();
         drop(tx);
         assert_eq!(rows(&pool).await, [3]);
     }

@@ -4,8 +4,8 @@
 use deadpool_postgres::GenericClient;
 use herald_core::event_type::filter_matches;
 
-use super::batch::{insert_deliveries, NewDeliveryRow};
 use super::endpoints::{get_endpoint, notify_work};
+use super::fan_out::{insert_deliveries, NewDeliveryRow};
 use super::rows;
 use super::{pg_error, IdSource, PostgresStore};
 use crate::error::StoreResult;
