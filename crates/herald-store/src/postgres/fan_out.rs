@@ -80,17 +80,20 @@ impl<'a> FanOut<'a> {
         Ok([insert, notify])
     }
 
-    /// The insert (with `params`, from [`FanOut::params`]) and the notification as a transaction's last
-    /// writes; none without rows.
+    /// The insert (with `params`, from [`FanOut::params`]) as a transaction's last write, and the
+    /// notification to send once it committed; neither without rows.
     pub(super) fn writes<'s>(
         &self,
         statements: &'s [Statement; 2],
         params: &'s [&'s (dyn ToSql + Sync); 7],
-    ) -> Vec<Write<'s>> {
+    ) -> (Vec<Write<'s>>, Vec<Write<'s>>) {
         if self.ids.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        vec![(&statements[0], params), (&statements[1], NOTIFY_PARAMS)]
+        (
+            vec![(&statements[0], params)],
+            vec![(&statements[1], NOTIFY_PARAMS)],
+        )
     }
 }
 

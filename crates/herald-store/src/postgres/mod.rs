@@ -3,8 +3,9 @@
 //! - Work is claimed with `FOR UPDATE SKIP LOCKED` under a lease. Claims take a transaction-level advisory lock,
 //!   so per-endpoint in-flight limits are counted in the database and hold across nodes.
 //! - Results are written in batches: two statements per batch, whatever its size.
-//! - Commits that create due work `NOTIFY herald_work`. Each node `LISTEN`s on its own connection and
-//!   reconnects by itself; polling remains the fallback.
+//! - Commits that create due work `NOTIFY herald_work`; a publish batch sends its notification right
+//!   after its `COMMIT`, on its own, as PostgreSQL commits notifying transactions one at a time. Each
+//!   node `LISTEN`s on its own connection and reconnects by itself; polling remains the fallback.
 //! - Every operation runs under the configured timeout. An unreachable database is reported as
 //!   `StoreError::Unavailable` (the API answers 503), never as a hang.
 

@@ -69,6 +69,12 @@ impl PipelinedTx {
     /// only is what makes that safe: each is sent the moment it is first polled, so all of them are on
     /// the wire before the `COMMIT`, and none runs after it outside the transaction.
     pub async fn commit_with(&self, writes: &[Write<'_>]) -> StoreResult<()> {
+        self.commit_then(writes, &[]).await
+    }
+
+    /// [`PipelinedTx::commit_with`], and `after` (prepared statements too) sent right behind the
+    /// `COMMIT`: each runs on its own, outside the transaction, whether or not the commit succeeded.
+    pub async fn commit_then(&self, writes: &[Write<'_>], after: &[Write<'_>]) -> StoreResult<()> {
         let client = self.client();
         let begun = self.state.swap(OPEN, Ordering::AcqRel) != NOT_BEGUN;
         if !begun && writes.is_empty() {
@@ -86,6 +92,9 @@ impl PipelinedTx {
         }));
         pending.push(Box::pin(async {
             client.batch_execute("COMMIT").await.map(|()| 0)
+        }));
+        pending.extend(after.iter().map(|(statement, params)| {
+            Box::pin(client.execute(*statement, params)) as Pending<'_>
         }));
         let mut done = vec![false; pending.len()];
         std::future::poll_fn(|cx| {
