@@ -239,18 +239,22 @@ async fn stage_all(
     })
 }
 
+/// The enabled endpoints of the tenants `$1`.
+pub(super) const FAN_OUT_TARGETS: &str =
+    "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id";
+
+/// Insert events (`$1`…`$9`, one array per column).
+pub(super) const INSERT_EVENTS: &str = "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms, \
+     traceparent) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::bigint[], $9::text[])";
+
 /// The enabled endpoints of `tenants`, by tenant: id, URL and event-type filters.
 async fn fan_out_targets(
     tx: &impl GenericClient,
     tenants: &[&str],
 ) -> StoreResult<HashMap<String, Vec<(String, String, Vec<String>)>>> {
     let mut endpoints: HashMap<String, Vec<(String, String, Vec<String>)>> = HashMap::new();
-    let stmt = tx
-        .prepare_cached(
-            "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id",
-        )
-        .await
-        .map_err(pg_error)?;
+    let stmt = tx.prepare_cached(FAN_OUT_TARGETS).await.map_err(pg_error)?;
     for row in tx.query(&stmt, &[&tenants]).await.map_err(pg_error)? {
         let filters: Vec<String> = serde_json::from_str(&rows::get::<String>(&row, 3)?)?;
         endpoints.entry(rows::get(&row, 0)?).or_default().push((
@@ -276,14 +280,7 @@ async fn insert_events<'a>(
         .map(|e| e.idempotency_key.as_deref())
         .collect();
     let created: Vec<i64> = events.iter().map(|e| e.created_ms).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms, \
-             traceparent) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::bigint[], $9::text[])",
-        )
-        .await
-        .map_err(pg_error)?;
+    let stmt = tx.prepare_cached(INSERT_EVENTS).await.map_err(pg_error)?;
     tx.execute(
         &stmt,
         &[

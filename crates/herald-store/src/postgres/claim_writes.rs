@@ -30,12 +30,12 @@ pub(super) struct ClaimWrites {
 }
 
 /// Store the pacing times of `$1` (keys) as `$2`.
-const SET_NEXT_SENDS: &str = "INSERT INTO key_pacing (key, next_send_ms) \
+pub(super) const SET_NEXT_SENDS: &str = "INSERT INTO key_pacing (key, next_send_ms) \
     SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
     ON CONFLICT (key) DO UPDATE SET next_send_ms = excluded.next_send_ms";
 
 /// Lease `$1` (ids) each until `$2` for `$3` (owner), at `$4` (now).
-const LEASE: &str =
+pub(super) const LEASE: &str =
     "UPDATE deliveries d SET status = 'in_progress', lease_owner = $3, due_ms = u.until, \
     updated_ms = $4 FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until) WHERE d.id = u.id";
 

@@ -23,6 +23,9 @@ use crate::model::*;
 /// makes the in-flight counts they read exact and so per-endpoint limits cluster-wide.
 const CLAIM_LOCK: i64 = 0x4865_7261_6c64_4331;
 
+/// Take the advisory lock `$1` ([`CLAIM_LOCK`]) until the transaction ends.
+pub(super) const TAKE_CLAIM_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+
 /// The [`CANDIDATE_COLUMNS`] of `row`, starting at column `at`.
 fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
     Ok(CandidateRow {
@@ -64,7 +67,7 @@ fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
 /// now, `$4` ids this claim already read (a later round reads on past them). Rows another transaction
 /// holds are skipped; a row changed by a commit since the statement began is checked again when it is
 /// locked, so what comes back is due and unleased as of now.
-static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(super) static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT k.ord, {CANDIDATE_COLUMNS} FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
          CROSS JOIN LATERAL (SELECT * FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
@@ -240,11 +243,7 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
         let lock = if locked {
             None
         } else {
-            Some(
-                tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
-                    .await
-                    .map_err(pg_error)?,
-            )
+            Some(tx.prepare_cached(TAKE_CLAIM_LOCK).await.map_err(pg_error)?)
         };
         let guess = lock
             .as_ref()

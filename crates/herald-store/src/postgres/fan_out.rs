@@ -24,7 +24,7 @@ pub struct NewDeliveryRow {
 }
 
 /// Insert `rows` (`$1`…`$7`: ids, tenants, events, endpoints, URLs, correlation ids, times), due at once.
-const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
+pub(super) const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
      cycle_started_ms, due_ms, correlation_id, created_ms, updated_ms) \
      SELECT u.id, u.tenant_id, u.event_id, u.endpoint_id, u.endpoint_id, u.url, 'pending', u.created, \
      u.created, u.correlation_id, u.created, u.created \

@@ -17,7 +17,7 @@ use crate::error::StoreResult;
 /// pulling rows before it. Each key comes with its unexpired leases at `$4` (all, and those of nodes
 /// other than `$5`) as this statement sees them, before the claim lock: a guess at what
 /// [`KEY_STATE`] will find.
-const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
+pub(super) const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
       SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
               ORDER BY dispatch_key LIMIT 1), 1 \
       UNION ALL \

@@ -31,6 +31,7 @@ mod tenants;
 pub mod test_db;
 mod tls;
 mod upkeep;
+mod warm;
 
 pub use history::write_history;
 
@@ -156,6 +157,12 @@ impl PostgresStore {
         };
         let mut client = store.client().await?;
         store.timed(schema::migrate(&mut client, now_ms)).await?;
+        drop(client);
+        let _ = tokio::time::timeout(
+            store.timeout,
+            warm::warm(&store.pool, warm::WARM_CONNECTIONS.min(options.pool_size)),
+        )
+        .await;
         Ok(store)
     }
 

@@ -14,6 +14,24 @@ use crate::stats::{self, StatsRow};
 /// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
 /// Returns their statistics, for the caller to add ([`super::stats::StatsBatch`]) with its commit, so that
 /// the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
+/// Log attempts (`$1`…`$8`: delivery ids, owners, numbers, starts, durations, codes, errors, bodies).
+pub(super) const LOG_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
+     SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
+     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
+                 $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
+     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress' \
+                       AND d.lease_owner <> u.owner) \
+     ON CONFLICT DO NOTHING";
+
+/// Move leased deliveries on (`$1`…`$9`: ids, owners, statuses, numbers, 4xx flags, due times, codes,
+/// errors, now), each only while still leased to its owner.
+pub(super) const ADVANCE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
+     due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                 $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
+     WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' \
+     RETURNING d.id, d.tenant_id, COALESCE(d.endpoint_id, '')";
+
 pub async fn record_in(
     tx: &impl GenericClient,
     ids_source: &IdSource,
@@ -64,27 +82,9 @@ pub async fn record_in(
     let nows: Vec<i64> = results.iter().map(|r| r.now_ms).collect();
 
     // Logged unless another worker now holds the lease (a result from a lost lease).
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
-             SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
-                         $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress' \
-                               AND d.lease_owner <> u.owner) \
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg_error)?;
+    let insert = tx.prepare_cached(LOG_ATTEMPTS).await.map_err(pg_error)?;
     let advance = tx
-        .prepare_cached(
-            "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
-             due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
-                         $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
-             WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' \
-             RETURNING d.id, d.tenant_id, COALESCE(d.endpoint_id, '')",
-        )
+        .prepare_cached(ADVANCE_DELIVERIES)
         .await
         .map_err(pg_error)?;
     // Both sent at once, in this order (PostgreSQL runs them one after the other): the attempts are

@@ -12,7 +12,7 @@ use crate::error::StoreResult;
 use crate::stats::{self, Outstanding, StatsRow, OUTSTANDING_STATUSES, STATS_ADD, STATS_COLUMNS};
 
 /// The insert behind [`add_statement`]: `$1..$3` tenant, minute and endpoint, `$4..$19` the counts.
-static ADD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(super) static ADD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let arrays: Vec<String> = (4..=19).map(|n| format!("${n}::bigint[]")).collect();
     format!(
         "INSERT INTO attempt_stats ({STATS_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], {}) \
