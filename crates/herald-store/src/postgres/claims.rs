@@ -100,6 +100,21 @@ async fn read_rows(
     Ok(rows)
 }
 
+/// Keep the rows [`read_rows`] `found`: each in `rows` by id, and its id at the end of `ids[i]`, the list
+/// of its key.
+fn keep_found(
+    found: Vec<(usize, CandidateRow)>,
+    ids: &mut [Vec<String>],
+    rows: &mut HashMap<String, CandidateRow>,
+) {
+    for (i, candidate) in found {
+        if let Some(list) = ids.get_mut(i) {
+            list.push(candidate.id.clone());
+            rows.insert(candidate.id.clone(), candidate);
+        }
+    }
+}
+
 /// One round of reads for a step: each asked key's oldest due rows (`asks[i]` in all for `shares[i]`, 0
 /// for none), whole and locked, in one statement. The rows are kept in `rows` by id until the claim
 /// selects from them.
@@ -124,12 +139,7 @@ async fn read_round(
     let stmt = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
     let found = read_rows(tx, &stmt, (&keys, &counts), &read, now_ms).await?;
     let mut ids: Vec<Vec<String>> = asked.iter().map(|i| shares[*i].ids.clone()).collect();
-    for (j, candidate) in found {
-        if let Some(list) = ids.get_mut(j) {
-            list.push(candidate.id.clone());
-            rows.insert(candidate.id.clone(), candidate);
-        }
-    }
+    keep_found(found, &mut ids, rows);
     for (j, list) in ids.into_iter().enumerate() {
         let i = asked[j];
         gathered.read(&mut shares[i], asks[i], list);
@@ -175,12 +185,7 @@ impl Guess {
         rows: &mut HashMap<String, CandidateRow>,
     ) {
         let mut ids: Vec<Vec<String>> = vec![Vec::new(); self.keys.len()];
-        for (i, candidate) in found {
-            if let Some(list) = ids.get_mut(i) {
-                list.push(candidate.id.clone());
-                rows.insert(candidate.id.clone(), candidate);
-            }
-        }
+        keep_found(found, &mut ids, rows);
         let read = self
             .keys
             .iter()

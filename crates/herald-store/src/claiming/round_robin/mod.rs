@@ -253,7 +253,7 @@ impl Gathered {
                 continue;
             };
             let exhausted = ids.len() < asked;
-            ids.truncate(share.free.saturating_sub(share.ids.len()) + share.ids.len());
+            ids.truncate(share.free);
             let asked = ids.len() + usize::from(exhausted);
             self.read(share, asked, ids);
         }
