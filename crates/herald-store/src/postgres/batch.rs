@@ -239,9 +239,13 @@ async fn stage_all(
     })
 }
 
-/// The enabled endpoints of the tenants `$1`.
-pub(super) const FAN_OUT_TARGETS: &str =
-    "SELECT tenant_id, id, url, event_types FROM endpoints WHERE tenant_id = ANY($1) AND NOT disabled ORDER BY id";
+/// The enabled endpoints of the tenants `$1`, looked up tenant by tenant: as `tenant_id = ANY($1)`,
+/// a plan made while `endpoints` was young reads every tenant's endpoints on each publish.
+pub(super) const FAN_OUT_TARGETS: &str = "SELECT ep.tenant_id, ep.id, ep.url, ep.event_types \
+     FROM UNNEST($1::text[]) AS t(id) \
+     CROSS JOIN LATERAL (SELECT tenant_id, id, url, event_types FROM endpoints \
+                         WHERE tenant_id = t.id AND NOT disabled OFFSET 0) ep \
+     ORDER BY ep.id";
 
 /// Insert events (`$1`…`$9`, one array per column).
 pub(super) const INSERT_EVENTS: &str = "INSERT INTO events (id, tenant_id, kind, event_type, payload, idempotency_key, correlation_id, created_ms, \

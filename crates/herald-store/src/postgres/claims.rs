@@ -66,13 +66,16 @@ fn candidate_row(row: &Row, at: usize) -> StoreResult<CandidateRow> {
 /// Each asked key's oldest due rows, whole and locked: `$2` keys with `$3` how many rows of each, `$1`
 /// now, `$4` ids this claim already read (a later round reads on past them). Rows another transaction
 /// holds are skipped; a row changed by a commit since the statement began is checked again when it is
-/// locked, so what comes back is due and unleased as of now.
+/// locked, so what comes back is due and unleased as of now. Each row's event and endpoint are looked
+/// up by key, whatever the table sizes were when the statement was planned (as in
+/// [`super::key_walk::WALK_KEYS_WRAPPING`]).
 pub(super) static READ_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT k.ord, {CANDIDATE_COLUMNS} FROM UNNEST($2::text[], $3::bigint[]) WITH ORDINALITY AS k(key, n, ord) \
          CROSS JOIN LATERAL (SELECT * FROM deliveries WHERE dispatch_key = k.key AND due_ms <= $1 \
                              AND id <> ALL($4) ORDER BY due_ms LIMIT k.n FOR UPDATE SKIP LOCKED) d \
-         JOIN events e ON e.id = d.event_id LEFT JOIN endpoints ep ON ep.id = d.endpoint_id \
+         CROSS JOIN LATERAL (SELECT * FROM events e WHERE e.id = d.event_id OFFSET 0) e \
+         LEFT JOIN LATERAL (SELECT * FROM endpoints ep WHERE ep.id = d.endpoint_id OFFSET 0) ep ON true \
          ORDER BY k.ord, d.due_ms"
     )
 });

@@ -16,7 +16,10 @@ use crate::error::StoreResult;
 /// are still wanted (lap 1). The wrap is read only when the keys after `$1` run out: the `LIMIT` stops
 /// pulling rows before it. Each key comes with its unexpired leases at `$4` (all, and those of nodes
 /// other than `$5`) as this statement sees them, before the claim lock: a guess at what
-/// [`KEY_STATE`] will find.
+/// [`KEY_STATE`] will find. Each key's endpoint, breaker and pacing rows are looked up per key
+/// (`LATERAL … OFFSET 0` and scalar subqueries, which PostgreSQL does not turn into joins): a generic
+/// plan made while those tables were empty would otherwise hash-join them, reading every endpoint on
+/// every claim once there are thousands.
 pub(super) const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
       SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
               ORDER BY dispatch_key LIMIT 1), 1 \
@@ -34,10 +37,13 @@ pub(super) const WALK_KEYS_WRAPPING: &str = "WITH RECURSIVE ahead(key, n) AS ( \
     walk AS ((SELECT key, n, 0 AS lap FROM ahead WHERE key IS NOT NULL \
               UNION ALL SELECT key, n, 1 FROM wrapped WHERE key IS NOT NULL AND key <= $3) LIMIT $2) \
     SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
-           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
-           kp.next_send_ms, w.lap, l.leases, l.peers \
-    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
-    LEFT JOIN key_pacing kp ON kp.key = w.key \
+           ep.max_in_flight, \
+           (SELECT dk.probe_ms FROM dispatch_keys dk WHERE dk.key = w.key AND dk.circuit = 'open'), \
+           ep.rate_limit_per_s, (SELECT kp.next_send_ms FROM key_pacing kp WHERE kp.key = w.key), \
+           w.lap, l.leases, l.peers \
+    FROM walk w \
+    LEFT JOIN LATERAL (SELECT max_in_flight, rate_limit_per_s FROM endpoints ep WHERE ep.id = w.key OFFSET 0) ep \
+      ON true \
     CROSS JOIN LATERAL (SELECT COUNT(*) AS leases, COUNT(*) FILTER (WHERE d.lease_owner <> $5 \
                             AND NOT starts_with(d.lease_owner, $5 || '.')) AS peers \
                         FROM deliveries d WHERE d.dispatch_key = w.key AND d.status = 'in_progress' \

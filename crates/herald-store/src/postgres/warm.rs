@@ -13,12 +13,13 @@ use super::{batch, claim_writes, claims, fan_out, key_walk, records, stats};
 pub(super) const WARM_CONNECTIONS: usize = 6;
 
 /// The statements every delivery and publish runs.
-fn hot_statements() -> [&'static str; 14] {
+fn hot_statements() -> [&'static str; 15] {
     [
         key_walk::WALK_KEYS_WRAPPING,
         claims::TAKE_CLAIM_LOCK,
         key_walk::KEY_STATE,
         claims::READ_ROUND.as_str(),
+        claim_writes::PLAN_FOR_PARAMETERS,
         claim_writes::LEASE,
         claim_writes::SET_NEXT_SENDS,
         records::LOG_ATTEMPTS,
