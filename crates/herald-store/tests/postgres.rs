@@ -105,15 +105,15 @@ async fn sslmode_require_uses_verified_tls() {
     assert!(encrypted > 0, "the store's connections use TLS");
 }
 
-/// Rows read by sequential scans of `deliveries` and `endpoints`, once the store's connection has
-/// reported `updates` updates of `deliveries` rows. A backend reports its statistics when it goes idle
+/// Rows read by sequential scans of `deliveries` and `endpoints`, and leases read through the partial
+/// index of leases, once the store's connection has reported `updates` updates of `deliveries` rows. A backend reports its statistics when it goes idle
 /// at least a second after its last report, so the store is made to run a statement after each
 /// second's wait.
 async fn rows_scanned(
     admin: &tokio_postgres::Client,
     store: &contract::Shared,
     updates: i64,
-) -> [i64; 2] {
+) -> [i64; 3] {
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         store.ping().await.unwrap();
@@ -125,25 +125,28 @@ async fn rows_scanned(
             .query_one(
                 "SELECT SUM(seq_tup_read) FILTER (WHERE relname = 'deliveries')::bigint, \
                         SUM(seq_tup_read) FILTER (WHERE relname = 'endpoints')::bigint, \
+                        (SELECT idx_tup_read FROM pg_stat_user_indexes \
+                         WHERE indexrelname = 'deliveries_in_flight'), \
                         SUM(n_tup_upd) FILTER (WHERE relname = 'deliveries')::bigint \
                  FROM pg_stat_user_tables",
                 &[],
             )
             .await
             .unwrap();
-        if row.get::<_, i64>(2) >= updates {
-            return [row.get(0), row.get(1)];
+        if row.get::<_, i64>(3) >= updates {
+            return [row.get(0), row.get(1), row.get(2)];
         }
     }
     panic!("the store's connection never reported its {updates} updates");
 }
 
-/// A node that starts on an empty store keeps claiming by index lookups once its tables have grown.
-/// PostgreSQL keeps one generic plan per prepared statement once it has planned it for its parameters
-/// a few times, costed for the table sizes of that moment: sequential scans, cheapest while the tables
-/// are nearly empty, must not stay in use and read every delivery and every endpoint on each claim.
+/// A node that starts on an empty store keeps claiming and recording by index lookups once its tables
+/// have grown. PostgreSQL keeps one generic plan per prepared statement once it has planned it for its
+/// parameters a few times, costed for the table sizes of that moment: scans that were cheapest while
+/// the tables were nearly empty must not stay in use and read every delivery, every endpoint or every
+/// lease in the cluster on each claim and each record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_stay_index_lookups_as_the_tables_grow() {
+async fn claims_and_records_stay_index_lookups_as_the_tables_grow() {
     let Some((_, db)) = postgres_store().await else {
         return;
     };
@@ -161,49 +164,63 @@ async fn claims_stay_index_lookups_as_the_tables_grow() {
     endpoint.max_in_flight = 1_000;
     store.create_endpoint(&endpoint).await.unwrap();
     let mut now = contract::BASE;
-    let claim_one = async |now: i64| {
+    let deliver_one = async |now: i64| {
         contract::publish(&store, "t.grow", now).await;
         let claimed = contract::claim(&store, "node-a", now).await;
         assert_eq!(claimed.len(), 1);
+        let delivered = herald_store::NextState::Delivered;
+        let result =
+            contract::attempt_result(&claimed[0].id, "node-a", 1, Some(204), delivered, now);
+        contract::record(&store, result).await;
     };
-    // More claims on the near-empty tables than PostgreSQL plans for their parameters before it
-    // considers one generic plan.
+    // More claims and records on the near-empty tables than PostgreSQL plans for their parameters
+    // before it considers one generic plan.
     for _ in 0..8 {
         now += 1;
-        claim_one(now).await;
+        deliver_one(now).await;
     }
     let (admin, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
-    // Finished deliveries and another tenant's endpoints, written behind the store's back and
-    // without the `ANALYZE` after which PostgreSQL would plan again (autovacuum runs one only after
-    // a while, if at all).
+    // Finished deliveries, another node's leases and another tenant's endpoints, written behind the
+    // store's back and without the `ANALYZE` after which PostgreSQL would plan again (autovacuum runs
+    // one only after a while, if at all).
     admin
         .batch_execute(&format!(
             "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
                cycle_started_ms, correlation_id, created_ms, updated_ms) \
              SELECT 'dl_old_' || g, 'default', 'ev_old_' || g, '{id}', '{id}', 'http://127.0.0.1:9/', \
                'delivered', g, 'c' || g, g, g FROM generate_series(1, 20000) g; \
+             INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, dispatch_key, url, status, \
+               cycle_started_ms, due_ms, lease_owner, correlation_id, created_ms, updated_ms) \
+             SELECT 'dl_leased_' || g, 'other', 'ev_leased_' || g, 'ep_other_' || g, 'ep_other_' || g, \
+               'http://127.0.0.1:9/', 'in_progress', g, {far}, 'node-b', 'c' || g, g, g \
+               FROM generate_series(1, 20000) g; \
              INSERT INTO endpoints (id, tenant_id, url, event_types, secret, headers, retry_policy, \
                timeout_ms, max_in_flight, disabled, metadata, created_ms, updated_ms) \
              SELECT 'ep_other_' || g, 'other', 'http://127.0.0.1:9/', '[]', 's', '{{}}', '{{}}', 1000, \
                16, false, '{{}}', 0, 0 FROM generate_series(1, 20000) g",
-            id = endpoint.id
+            id = endpoint.id,
+            far = i64::MAX / 2
         ))
         .await
         .unwrap();
-    let before = rows_scanned(&admin, &store, 8).await;
+    // Each delivery is two updates: its lease and its result.
+    let before = rows_scanned(&admin, &store, 2 * 8).await;
     for _ in 0..5 {
         now += 1;
-        claim_one(now).await;
+        deliver_one(now).await;
     }
-    let after = rows_scanned(&admin, &store, 8 + 5).await;
-    for (table, i) in [("deliveries", 0), ("endpoints", 1)] {
+    let after = rows_scanned(&admin, &store, 2 * (8 + 5)).await;
+    let read = ["deliveries", "endpoints", "leases"]
+        .iter()
+        .zip(after.iter().zip(before))
+        .map(|(what, (after, before))| (what, after - before));
+    for (what, read) in read {
         assert!(
-            after[i] - before[i] < 20_000,
-            "five claims read {} {table} rows by sequential scan, out of 20,000",
-            after[i] - before[i]
+            read < 20_000,
+            "five deliveries read {read} of 20,000 {what} by scanning through them"
         );
     }
 }

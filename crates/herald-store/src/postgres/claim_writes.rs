@@ -6,8 +6,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
-use super::pg_error;
 use super::pipelined::Write;
+use super::{pg_error, plan_mode};
 use crate::error::StoreResult;
 
 /// What a chosen claim writes: the leases, the rows it set aside and the pacing times it moved on.
@@ -34,19 +34,6 @@ pub(super) const SET_NEXT_SENDS: &str = "INSERT INTO key_pacing (key, next_send_
     SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
     ON CONFLICT (key) DO UPDATE SET next_send_ms = excluded.next_send_ms";
 
-/// Plan the rest of the transaction's statements for their parameters (sent just before [`LEASE`]).
-///
-/// A prepared statement's plan is made for its parameters the first five times it runs; after that
-/// PostgreSQL may keep one generic plan, costed for the table sizes of that moment, until the table's
-/// statistics change. A node that starts on a young store then plans the lease when `deliveries`
-/// holds a few pages: as a hash join over a sequential scan, cheaper than an index lookup at that
-/// size. The plan stays while the table grows, and every claim reads the whole table to lease a
-/// handful of rows (0.8 ms per claim with 5,000 rows, growing with the table, and nothing replans
-/// it when autovacuum is off). A plan made for each lease from the ids it names and the table's
-/// current size costs tens of microseconds and stays an index lookup as the table grows.
-pub(super) const PLAN_FOR_PARAMETERS: &str =
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)";
-
 /// Lease `$1` (ids) each until `$2` for `$3` (owner), at `$4` (now).
 pub(super) const LEASE: &str =
     "UPDATE deliveries d SET status = 'in_progress', lease_owner = $3, due_ms = u.until, \
@@ -58,7 +45,7 @@ impl ClaimWrites {
     pub(super) async fn prepare(&self, c: &impl GenericClient) -> StoreResult<[Statement; 3]> {
         self.set_aside(c).await?;
         let plan = c
-            .prepare_cached(PLAN_FOR_PARAMETERS)
+            .prepare_cached(plan_mode::PLAN_FOR_PARAMETERS)
             .await
             .map_err(pg_error)?;
         let lease = c.prepare_cached(LEASE).await.map_err(pg_error)?;
@@ -114,7 +101,7 @@ pub(super) struct WriteParams<'a> {
 impl WriteParams<'_> {
     /// The leases and the pacing times as a transaction's last writes (`statements` from
     /// [`ClaimWrites::prepare`]), those there are; the leases planned for their ids
-    /// ([`PLAN_FOR_PARAMETERS`]).
+    /// ([`plan_mode::PLAN_FOR_PARAMETERS`]).
     pub(super) fn writes<'b>(&'b self, statements: &'b [Statement; 3]) -> Vec<Write<'b>> {
         let mut out: Vec<Write<'b>> = Vec::with_capacity(3);
         if !self.writes.leased.is_empty() {

@@ -21,6 +21,7 @@ mod jobs;
 mod key_walk;
 mod listen;
 mod pipelined;
+mod plan_mode;
 mod publish;
 mod records;
 mod rows;

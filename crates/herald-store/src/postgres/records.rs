@@ -5,26 +5,26 @@ use deadpool_postgres::GenericClient;
 use std::collections::{BTreeMap, HashSet};
 
 use super::rows::get;
-use super::{pg_error, IdSource};
+use super::{pg_error, plan_mode, IdSource};
 use crate::error::StoreResult;
 use crate::model::*;
 use crate::stats::{self, StatsRow};
 
-/// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
-/// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
-/// Returns their statistics, for the caller to add ([`super::stats::StatsBatch`]) with its commit, so that
-/// the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
-/// Log attempts (`$1`…`$8`: delivery ids, owners, numbers, starts, durations, codes, errors, bodies).
+/// Log attempts (`$1`…`$8`: delivery ids, owners, numbers, starts, durations, codes, errors, bodies),
+/// unless another owner now holds the delivery's lease. The lease is read by id in a scalar subquery,
+/// which PostgreSQL keeps as a lookup per attempt: as `NOT EXISTS`, a plan made on a young store
+/// anti-joins against every leased row ([`super::plan_mode`]).
 pub(super) const LOG_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
      SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
                  $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
-     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress' \
-                       AND d.lease_owner <> u.owner) \
+     WHERE (SELECT d.lease_owner <> u.owner FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress') \
+           IS NOT TRUE \
      ON CONFLICT DO NOTHING";
 
 /// Move leased deliveries on (`$1`…`$9`: ids, owners, statuses, numbers, 4xx flags, due times, codes,
-/// errors, now), each only while still leased to its owner.
+/// errors, now), each only while still leased to its owner. Planned for its parameters each time
+/// ([`super::plan_mode`]).
 pub(super) const ADVANCE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
      due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
@@ -32,6 +32,10 @@ pub(super) const ADVANCE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.
      WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' \
      RETURNING d.id, d.tenant_id, COALESCE(d.endpoint_id, '')";
 
+/// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold
+/// the results that moved their delivery on into their endpoints' breakers ([`super::health::apply`]).
+/// Returns their statistics, for the caller to add ([`super::stats::StatsBatch`]) with its commit, so that
+/// the statistics rows, which every recorder of a tenant's endpoint writes, are locked briefly.
 pub async fn record_in(
     tx: &impl GenericClient,
     ids_source: &IdSource,
@@ -87,7 +91,15 @@ pub async fn record_in(
         .prepare_cached(ADVANCE_DELIVERIES)
         .await
         .map_err(pg_error)?;
-    // Both sent at once, in this order (PostgreSQL runs them one after the other): the attempts are
+    let plan_for_parameters = tx
+        .prepare_cached(plan_mode::PLAN_FOR_PARAMETERS)
+        .await
+        .map_err(pg_error)?;
+    let plan_as_cached = tx
+        .prepare_cached(plan_mode::PLAN_AS_CACHED)
+        .await
+        .map_err(pg_error)?;
+    // All sent at once, in this order (PostgreSQL runs them one after the other): the attempts are
     // logged against the leases as they stand before the deliveries move on.
     let log = async {
         tx.execute(
@@ -109,7 +121,13 @@ pub async fn record_in(
         .await
         .map_err(pg_error)
     };
-    let (_, moved) = tokio::try_join!(biased; log, moving)?;
+    let planned = async {
+        tx.execute(&plan_for_parameters, &[])
+            .await
+            .map_err(pg_error)
+    };
+    let cached = async { tx.execute(&plan_as_cached, &[]).await.map_err(pg_error) };
+    let (_, _, moved, _) = tokio::try_join!(biased; log, planned, moving, cached)?;
     let mut moved_to = BTreeMap::new();
     for row in &moved {
         moved_to.insert(get::<String>(row, 0)?, (get(row, 1)?, get(row, 2)?));

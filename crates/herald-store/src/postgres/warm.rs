@@ -7,19 +7,20 @@
 
 use deadpool_postgres::Pool;
 
-use super::{batch, claim_writes, claims, fan_out, key_walk, records, stats};
+use super::{batch, claim_writes, claims, fan_out, key_walk, plan_mode, records, stats};
 
 /// Connections warmed at start-up: the dispatcher, the recorder, the publish batchers and an API read.
 pub(super) const WARM_CONNECTIONS: usize = 6;
 
 /// The statements every delivery and publish runs.
-fn hot_statements() -> [&'static str; 15] {
+fn hot_statements() -> [&'static str; 16] {
     [
         key_walk::WALK_KEYS_WRAPPING,
         claims::TAKE_CLAIM_LOCK,
         key_walk::KEY_STATE,
         claims::READ_ROUND.as_str(),
-        claim_writes::PLAN_FOR_PARAMETERS,
+        plan_mode::PLAN_FOR_PARAMETERS,
+        plan_mode::PLAN_AS_CACHED,
         claim_writes::LEASE,
         claim_writes::SET_NEXT_SENDS,
         records::LOG_ATTEMPTS,
