@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::attempt::{self, AttemptContext, Leased};
 use super::committing::Committing;
+use super::idle::{self, EmptyLap};
 use super::limits::{Turns, Waiting};
 use crate::app::now_ms;
 use crate::config::DeliveryConfig;
@@ -268,11 +269,29 @@ impl Dispatch {
         let ctx = &self.context;
         let mut failures = 0u32;
         let mut backlog = false;
+        let mut empty_run = EmptyLap::default();
+        let mut idle = false;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             failpoint::check(failpoint::points::DISPATCHER, &ctx.owner);
+            if idle {
+                // Slots freed by finished attempts are refilled by the recorder; the dispatcher waits
+                // for new work or for the next delivery to fall due. It listens for new work while it
+                // asks when that is, so a publish meanwhile is claimed at once.
+                let poll = Duration::from_millis(self.config.poll_interval_ms);
+                let until_due = idle::until_due(self.store.as_ref(), poll, |until| {
+                    self.sleeping_until.store(until, Ordering::Release)
+                });
+                idle = tokio::select! {
+                    _ = self.work_ready.notified() => false,
+                    due = until_due => !due,
+                    _ = shutdown.changed() => return,
+                };
+                self.sleeping_until.store(i64::MAX, Ordering::Release);
+                continue;
+            }
             if !self.settle().await {
                 failures += 1;
                 if wait_or_stop(&mut shutdown, backoff(failures)).await {
@@ -334,24 +353,15 @@ impl Dispatch {
                     continue;
                 }
             };
-            if backlog {
-                continue;
+            if claimed.count > 0 {
+                empty_run.leased();
+            } else if backlog {
+                // The walk stopped short with nothing leased: go on from there until it has been
+                // round every key, then wait as when there is no more work.
+                let to = self.cursor.lock().expect("cursor").clone();
+                backlog = !empty_run.leased_nothing(&request.after_key, &to);
             }
-            // Slots freed by finished attempts are refilled by the recorder; the dispatcher waits for new
-            // work or for the next delivery to fall due. It listens for new work while it asks when that is,
-            // so a publish meanwhile is claimed at once.
-            let until_due = async {
-                let idle = idle_wait(self.store.as_ref(), self.config.poll_interval_ms).await;
-                self.sleeping_until
-                    .store(now_ms() + idle.as_millis() as i64, Ordering::Release);
-                tokio::time::sleep(idle).await;
-            };
-            tokio::select! {
-                _ = self.work_ready.notified() => {}
-                _ = until_due => {}
-                _ = shutdown.changed() => return,
-            }
-            self.sleeping_until.store(i64::MAX, Ordering::Release);
+            idle = !backlog;
         }
     }
 }
@@ -372,22 +382,5 @@ async fn wait_or_stop(shutdown: &mut watch::Receiver<bool>, wait: Duration) -> b
     tokio::select! {
         _ = tokio::time::sleep(wait) => *shutdown.borrow(),
         _ = shutdown.changed() => true,
-    }
-}
-
-/// How long to sleep when nothing more could be claimed: until the next delivery falls due, at most the poll
-/// interval. Work that is due but could not be claimed waits for its endpoint's slots to free up instead.
-async fn idle_wait(store: &dyn Store, poll_interval_ms: u64) -> Duration {
-    let poll = Duration::from_millis(poll_interval_ms);
-    match store.next_due_ms().await {
-        Ok(Some(due)) => {
-            let wait = due - now_ms();
-            if wait > 0 {
-                poll.min(Duration::from_millis(wait as u64))
-            } else {
-                poll
-            }
-        }
-        _ => poll,
     }
 }

@@ -15,6 +15,7 @@ mod attempt;
 pub mod client;
 mod committing;
 mod dispatcher;
+mod idle;
 mod janitor;
 mod limits;
 mod recorder;

@@ -11,6 +11,7 @@ mod dashboard;
 mod delivery;
 mod helpers;
 mod hostile_input;
+mod idle;
 mod isolation;
 mod job_listing;
 mod jobs;
