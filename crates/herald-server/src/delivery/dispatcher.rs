@@ -270,7 +270,8 @@ impl Dispatch {
         let mut failures = 0u32;
         let mut backlog = false;
         let mut empty_run = EmptyLap::default();
-        let mut idle = false;
+        // Idle, and whether the last idle wait ended with nothing due.
+        let (mut idle, mut quiet) = (false, false);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -281,7 +282,7 @@ impl Dispatch {
                 // for new work or for the next delivery to fall due. It listens for new work while it
                 // asks when that is, so a publish meanwhile is claimed at once.
                 let poll = Duration::from_millis(self.config.poll_interval_ms);
-                let until_due = idle::until_due(self.store.as_ref(), poll, |until| {
+                let until_due = idle::until_due(self.store.as_ref(), poll, quiet, |until| {
                     self.sleeping_until.store(until, Ordering::Release)
                 });
                 idle = tokio::select! {
@@ -289,6 +290,7 @@ impl Dispatch {
                     due = until_due => !due,
                     _ = shutdown.changed() => return,
                 };
+                quiet = idle;
                 self.sleeping_until.store(i64::MAX, Ordering::Release);
                 continue;
             }
@@ -353,15 +355,15 @@ impl Dispatch {
                     continue;
                 }
             };
-            if claimed.count > 0 {
-                empty_run.leased();
-            } else if backlog {
+            if claimed.count == 0 && backlog {
                 // The walk stopped short with nothing leased: go on from there until it has been
                 // round every key, then wait as when there is no more work.
                 let to = self.cursor.lock().expect("cursor").clone();
                 backlog = !empty_run.leased_nothing(&request.after_key, &to);
+            } else {
+                empty_run.end();
             }
-            idle = !backlog;
+            (idle, quiet) = (!backlog, false);
         }
     }
 }

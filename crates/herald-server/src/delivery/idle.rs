@@ -34,13 +34,14 @@ impl EmptyLap {
             start > from || start <= to
         };
         if round {
-            self.start = None;
+            self.end();
         }
         round
     }
 
-    /// A claim leased something: a new run starts with the next claim that does not.
-    pub fn leased(&mut self) {
+    /// The run is over (a claim leased something, or the dispatcher went idle): the next claim that
+    /// leases nothing starts a new one.
+    pub fn end(&mut self) {
         self.start = None;
     }
 }
@@ -60,14 +61,23 @@ pub fn wait_for(next_due_ms: Option<i64>, now_ms: i64, poll: Duration) -> (Durat
 
 /// One idle wait: until the earliest due time, at most `poll`. Returns whether a delivery may be due
 /// when it ends: the earliest due time came, something was due already (due work that could not be
-/// claimed waits for its endpoints' slots), or the store could not say. A wait that ends on `poll`
-/// with nothing due is followed by another (work published on another node whose wake-up was lost
-/// shows in the earliest due time). `sleeping_until` is told when the wait ends.
-pub async fn until_due(store: &dyn Store, poll: Duration, sleeping_until: impl Fn(i64)) -> bool {
+/// claimed waits for its endpoints' slots, one `poll`), or the store could not say. A wait that ends
+/// on `poll` with nothing due is followed by another (`after_quiet`), which returns at once if
+/// something is due by then: work published on another node whose wake-up was lost shows in the
+/// earliest due time. `sleeping_until` is told when the wait ends.
+pub async fn until_due(
+    store: &dyn Store,
+    poll: Duration,
+    after_quiet: bool,
+    sleeping_until: impl Fn(i64),
+) -> bool {
     let (wait, due) = match store.next_due_ms().await {
         Ok(next_due) => wait_for(next_due, now_ms(), poll),
         Err(_) => (poll, true),
     };
+    if due && after_quiet {
+        return true;
+    }
     sleeping_until(now_ms() + wait.as_millis() as i64);
     tokio::time::sleep(wait).await;
     due || wait < poll
@@ -108,10 +118,10 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_starts_the_run_over() {
+    fn an_ended_run_starts_over() {
         let mut lap = EmptyLap::default();
         assert!(!lap.leased_nothing("k10", "k80"));
-        lap.leased();
+        lap.end();
         assert!(!lap.leased_nothing("k80", "k20"));
         assert!(!lap.leased_nothing("k20", "k70"));
         assert!(lap.leased_nothing("k70", "k90"));
