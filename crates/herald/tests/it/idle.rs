@@ -25,11 +25,7 @@ async fn claims(app: &TestApp) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("herald_claim_batch_size_count"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no claim count in:\n{text}"))
+    crate::metrics::sample(&text, "herald_claim_batch_size_count")
 }
 
 pub async fn a_node_with_only_retries_waiting_stops_claiming(backend: Backend) {

@@ -60,7 +60,8 @@ fn promtool_check(args: &[&str], input: Option<&str>) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn sample(text: &str, prefix: &str) -> f64 {
+/// The value of the first sample whose line starts with `prefix` in the exposition `text`.
+pub fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
