@@ -21,6 +21,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -211,7 +212,12 @@ def main():
         since = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() - 3600))
         driver.execute_script("arguments[0].value = arguments[1]", form.find_element(By.TAG_NAME, "input"), since)
         form.find_element(By.TAG_NAME, "button").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "notices"), "1 failed deliveries queued again"))
+        try:
+            wait.until(ec.text_to_be_present_in_element((By.ID, "notices"), "1 failed deliveries queued again"))
+        except TimeoutException:
+            notices = driver.find_element(By.ID, "notices").text
+            status = delivery_status(origin, dead_id)["status"]
+            raise AssertionError(f"no bulk-retry notice: notices {notices!r}, the delivery {status}, since {since}")
         wait_for("the bulk-retried delivery's next attempt",
                  lambda: len(delivery_status(origin, dead_id)["attempts"]) > attempts_before)
 
