@@ -28,6 +28,8 @@ pub struct AppState {
     pub token_cache: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     /// Engine status for `/health`, when this node delivers.
     pub engine: Option<crate::delivery::EngineStatus>,
+    /// Where publishes hint the endpoints they gave work to this node's engine, when it delivers.
+    pub work_hints: Option<Arc<crate::delivery::hints::Hints>>,
     /// Jobs: long polls, progress, completion, the async gateway.
     pub jobs: Arc<crate::jobs::JobService>,
     /// This node's metrics.

@@ -242,6 +242,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         work_ready,
         token_cache: Default::default(),
         engine: engine.as_ref().map(Engine::status),
+        work_hints: engine.as_ref().map(Engine::hints),
         jobs: jobs.clone(),
         metrics,
         telemetry: telemetry.clone(),

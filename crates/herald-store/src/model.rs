@@ -404,7 +404,14 @@ pub struct ClaimRequest {
     /// Keys given a lease window of 1 whatever `lease_window` says: those whose latest request from this
     /// node failed, so that what their failures do to their circuit breaker is recorded before more of
     /// their requests are sent.
-    pub narrow_keys: std::collections::HashSet<String>,
+    pub narrow_keys: std::sync::Arc<std::collections::HashSet<String>>,
+    /// Keys that may have just got due work or free slots (a publish to them, a result recorded for
+    /// them): the claim visits them in its first step, after the keys its walk read, whether or not
+    /// the walk would reach them in this claim. A key whose work is not due (a retry waiting, another
+    /// node's leases) stays in the walk, so a walk over thousands of such keys does not hold back the
+    /// keys that have work now. Hinted keys never move where the round robin resumes; a key the walk
+    /// visits too is visited once. At most [`crate::claiming::WALK_STEP`] are read.
+    pub hinted_keys: Vec<String>,
 }
 
 impl ClaimRequest {

@@ -78,23 +78,49 @@ pub const ROTATE_ENDPOINT_SECRET: &str = "UPDATE endpoints SET previous_secret =
 pub const KEY_DUE_MIGRATION: &str =
     "CREATE INDEX deliveries_by_key_due ON deliveries (dispatch_key, due_ms) WHERE due_ms IS NOT NULL;";
 
-/// The dispatch keys that have deliveries with a due time, in key order after `$1`, at most `$2` of them:
-/// each with its earliest due time and its endpoint's `max_in_flight` (NULL for direct keys and deleted
-/// endpoints). A loose index scan on `deliveries_by_key_due`: two index probes per key, however many rows
-/// each key has.
-pub const WALK_KEYS: &str = "WITH RECURSIVE walk(key, n) AS ( \
+/// What a claim reads of each dispatch key of `$keys` (a row source of `key` and `n`, read in `n`
+/// order): its earliest due time (NULL if it has none), its endpoint's `max_in_flight` (NULL for direct
+/// keys and deleted endpoints), its open breaker's probe time, its endpoint's `rate_limit_per_s` and its
+/// pacing time.
+macro_rules! key_due_columns {
+    ($keys:literal) => {
+        concat!(
+            "SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key \
+               AND d.due_ms IS NOT NULL), \
+             ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
+             kp.next_send_ms FROM ",
+            $keys,
+            " w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
+             LEFT JOIN key_pacing kp ON kp.key = w.key \
+             WHERE w.key IS NOT NULL ORDER BY w.n"
+        )
+    };
+}
+
+/// The dispatch keys that have deliveries with a due time, in key order after `$1`, at most `$2` of them,
+/// each with what [`key_due_columns`] reads. A loose index scan on `deliveries_by_key_due`: two index
+/// probes per key, however many rows each key has.
+pub const WALK_KEYS: &str = concat!(
+    "WITH RECURSIVE walk(key, n) AS ( \
       SELECT (SELECT dispatch_key FROM deliveries WHERE due_ms IS NOT NULL AND dispatch_key > $1 \
               ORDER BY dispatch_key LIMIT 1), 1 \
       UNION ALL \
       SELECT (SELECT d.dispatch_key FROM deliveries d WHERE d.due_ms IS NOT NULL AND d.dispatch_key > walk.key \
               ORDER BY d.dispatch_key LIMIT 1), walk.n + 1 \
-      FROM walk WHERE walk.key IS NOT NULL AND walk.n < $2) \
-    SELECT w.key, (SELECT MIN(d.due_ms) FROM deliveries d WHERE d.dispatch_key = w.key AND d.due_ms IS NOT NULL), \
-           ep.max_in_flight, CASE WHEN dk.circuit = 'open' THEN dk.probe_ms END, ep.rate_limit_per_s, \
-           kp.next_send_ms \
-    FROM walk w LEFT JOIN endpoints ep ON ep.id = w.key LEFT JOIN dispatch_keys dk ON dk.key = w.key \
-    LEFT JOIN key_pacing kp ON kp.key = w.key \
-    WHERE w.key IS NOT NULL ORDER BY w.n";
+      FROM walk WHERE walk.key IS NOT NULL AND walk.n < $2) ",
+    key_due_columns!("walk")
+);
+
+/// [`WALK_KEYS`]' columns for one given key, `$1`: how a claim reads a hinted key
+/// ([`crate::ClaimRequest::hinted_keys`]). Its earliest due time is NULL if it has nothing scheduled.
+pub const HINTED_KEY: &str = key_due_columns!("(SELECT $1 AS key, 1 AS n)");
+
+/// How many deliveries are due at `$1`, counting at most `$2`. A claim whose walk reads keys with nothing
+/// due asks it with `$2` one more than the rows it has taken: if no more are due, the keys it has not
+/// visited have nothing due either, and it stops walking. Reads at most `$2` entries of
+/// `deliveries_due`, however many keys have work that is not due.
+pub const DUE_ROWS_UP_TO: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries \
+    WHERE due_ms IS NOT NULL AND due_ms <= $1 ORDER BY due_ms LIMIT $2) due";
 
 /// Migration 5: per-dispatch-key state, one row per endpoint that has been attempted: its circuit breaker
 /// (`circuit` is `closed` or `open`; an open breaker past `probe_ms` is half-open), its failure-rate window
@@ -271,6 +297,8 @@ mod tests {
     const ALL: &[&str] = &[
         super::RELEASE_OWNER,
         super::WALK_KEYS,
+        super::HINTED_KEY,
+        super::DUE_ROWS_UP_TO,
         super::OLDEST_DUE,
         super::QUARANTINE_DELIVERY,
         super::CANCEL_DELIVERY,

@@ -48,6 +48,8 @@ pub struct AttemptContext {
     pub health: HealthPolicy,
     /// Spans for attempts, claims and record batches.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Keys the next claim visits first: an endpoint that just took a delivery may have more.
+    pub hints: Arc<super::hints::Hints>,
 }
 
 /// A leased delivery, with what its attempt needs: the owner id it was claimed under and its slot of
@@ -334,6 +336,10 @@ pub async fn run(
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
     let _ = ctx.results.send(result).await;
+    if next == NextState::Delivered {
+        // Only endpoints that answer are hinted: one in an outage has its next work scheduled later.
+        ctx.hints.add([d.dispatch_key.as_str()]);
+    }
     slot.finish(next != NextState::Delivered);
 }
 

@@ -151,6 +151,7 @@ impl Dispatch {
                 1
             },
             narrow_keys: self.context.limits.failing(),
+            hinted_keys: self.context.hints.take(),
         };
         Some(Reservation {
             owner,
@@ -164,10 +165,27 @@ impl Dispatch {
     /// one finishes otherwise. The slots left over are freed. Returns whether the claim left work behind.
     pub fn start(&self, claim: Claim, reservation: Reservation) -> bool {
         let Reservation {
-            owner, mut permits, ..
+            owner,
+            mut permits,
+            request,
         } = reservation;
         *self.cursor.lock().expect("cursor") = claim.next_key;
         let ctx = &self.context;
+        if claim.deliveries.len() >= request.limit && !request.hinted_keys.is_empty() {
+            // The limit ran out before every hinted key had its turn: the next claim visits them.
+            let served: std::collections::HashSet<&str> = claim
+                .deliveries
+                .iter()
+                .map(|d| d.dispatch_key.as_str())
+                .collect();
+            let unserved = request
+                .hinted_keys
+                .iter()
+                .filter(|k| !served.contains(k.as_str()))
+                .cloned()
+                .collect();
+            ctx.hints.put_back(unserved);
+        }
         ctx.metrics.claimed(claim.deliveries.len());
         let start_by = std::time::Instant::now() + waiting_allowance(self.config.lease_ms);
         let mut all = Turns::default();

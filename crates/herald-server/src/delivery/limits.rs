@@ -14,9 +14,9 @@
 //! out here too, so a receiver sees requests evenly rather than in bursts; the wait is under a second,
 //! far inside the lease.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A leased delivery that may start once its key has room, before `start_by`.
@@ -71,6 +71,10 @@ impl<T> Default for Turns<T> {
 /// is held for a few map operations and never across an `.await`.
 pub struct Limits<T> {
     keys: Mutex<HashMap<String, KeyState<T>>>,
+    /// The keys whose latest request failed, kept beside `keys` so that each claim takes them without
+    /// going through every key (an outage can leave thousands of them failing); changed in place only
+    /// when a key's state changes, copied then only while a claim still holds the previous set.
+    failing: Mutex<Arc<HashSet<String>>>,
     /// Deliveries waiting, across keys.
     waiting: AtomicUsize,
     /// Most deliveries waiting at once; past it, a delivery that cannot start is handed back.
@@ -82,6 +86,7 @@ impl<T> Limits<T> {
     pub fn new(most_waiting: usize) -> Limits<T> {
         Limits {
             keys: Mutex::new(HashMap::new()),
+            failing: Mutex::default(),
             waiting: AtomicUsize::new(0),
             most_waiting,
         }
@@ -106,12 +111,8 @@ impl<T> Limits<T> {
     }
 
     /// The keys whose latest request failed.
-    pub fn failing(&self) -> std::collections::HashSet<String> {
-        let keys = self.keys.lock().expect("limits lock");
-        keys.iter()
-            .filter(|(_, s)| s.failing)
-            .map(|(k, _)| k.clone())
-            .collect()
+    pub fn failing(&self) -> Arc<HashSet<String>> {
+        self.failing.lock().expect("failing lock").clone()
     }
 
     /// Leased deliveries waiting for their key's turn, across keys.
@@ -136,7 +137,15 @@ impl<T> Limits<T> {
             return Turns::default();
         };
         state.in_flight = state.in_flight.saturating_sub(1);
-        state.failing = failed;
+        if state.failing != failed {
+            state.failing = failed;
+            let mut set = self.failing.lock().expect("failing lock");
+            if failed {
+                Arc::make_mut(&mut set).insert(key.to_string());
+            } else {
+                Arc::make_mut(&mut set).remove(key);
+            }
+        }
         let now = Instant::now();
         let turns = if failed {
             Turns {
@@ -267,6 +276,24 @@ mod tests {
         assert_eq!(limits.admit("a", 1, soon(4)).start, vec![4]);
         limits.finish("a", false);
         assert!(limits.failing().is_empty(), "a success clears it");
+    }
+
+    #[test]
+    fn claims_share_the_failing_set_until_it_changes() {
+        let limits = Limits::new(100);
+        for key in ["a", "b"] {
+            limits.admit(key, 1, soon(1));
+            limits.finish(key, true);
+        }
+        let held = limits.failing();
+        assert!(Arc::ptr_eq(&held, &limits.failing()), "copied with no change");
+        limits.admit("a", 1, soon(2));
+        limits.finish("a", true);
+        assert!(Arc::ptr_eq(&held, &limits.failing()), "a failure again is no change");
+        limits.admit("b", 1, soon(3));
+        limits.finish("b", false);
+        assert_eq!(*limits.failing(), HashSet::from(["a".to_string()]));
+        assert_eq!(held.len(), 2, "a claim's set stays as it was taken");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod attempt;
 pub mod client;
 mod committing;
 mod dispatcher;
+pub mod hints;
 mod idle;
 mod janitor;
 mod limits;
@@ -120,6 +121,7 @@ impl Engine {
             metrics,
             health: config.health,
             telemetry,
+            hints: Arc::default(),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {
@@ -127,6 +129,11 @@ impl Engine {
             results: Arc::new(tokio::sync::Mutex::new(results)),
             liveness: Arc::default(),
         }
+    }
+
+    /// Where this node's publishes hint the keys they gave work ([`hints`]).
+    pub fn hints(&self) -> Arc<hints::Hints> {
+        self.dispatch.context.hints.clone()
     }
 
     /// Handle for `/health`.

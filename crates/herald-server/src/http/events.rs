@@ -114,6 +114,14 @@ pub async fn publish_event(
     if !published.replayed {
         state.metrics.published(1);
         if !published.deliveries.is_empty() {
+            if let Some(hints) = &state.work_hints {
+                hints.add(
+                    published
+                        .deliveries
+                        .iter()
+                        .filter_map(|d| d.endpoint_id.as_deref()),
+                );
+            }
             state.work_ready.notify_one();
         }
     }

@@ -7,11 +7,11 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::{Row, Statement};
 
 use super::claim_writes::ClaimWrites;
-use super::key_walk::{key_state, walk, KEY_STATE};
+use super::key_walk::{hinted, key_state, walk, KEY_STATE};
 use super::pipelined::{PipelinedTx, Write};
 use super::rows::get;
 use super::stats::StatsBatch;
-use super::{pg_error, PostgresStore};
+use super::{pg_error, plan_mode, PostgresStore};
 use crate::claiming::{
     due_keys, pacing_writes, peer_leases, select, step_shares, CandidateRow, Gathered, KeyDue,
     KeyShare, KeyWalk, Leases, CANDIDATE_COLUMNS,
@@ -199,6 +199,84 @@ impl Guess {
     }
 }
 
+/// The keys one step of a claim visits ([`step_keys`]).
+struct StepKeys {
+    /// The walk's keys, then (on the first step) the hinted keys it did not read; on later steps,
+    /// without the hinted keys already visited.
+    keys: Vec<KeyDue>,
+    /// Their leases as the walk saw them, before the claim lock.
+    seen: HashMap<String, Leases>,
+    /// The last key the walk read, if it read any.
+    last_walked: Option<String>,
+    /// Whether a key the walk read may be given work now.
+    walked_due: bool,
+}
+
+/// Read one step of the walk from `after` (`asked` keys) and, on a claim's `first_step`, its hinted
+/// keys in the same round trip ([`Gathered::add_hinted`]).
+async fn step_keys(
+    ptx: &PipelinedTx,
+    (walker, first_step): (&mut KeyWalk, bool),
+    (after, asked): (&str, usize),
+    request: &ClaimRequest,
+    gathered: &mut Gathered,
+) -> StoreResult<StepKeys> {
+    let (tx, now) = (ptx.client(), request.now_ms);
+    let walked = walk(tx, walker, (after, asked), &request.node, now);
+    let mut seen_hinted = HashMap::new();
+    let (mut keys, mut seen, hinted) = if first_step && !request.hinted_keys.is_empty() {
+        let hinted = hinted(
+            tx,
+            &request.hinted_keys,
+            (&request.node, now),
+            &mut seen_hinted,
+        );
+        let ((keys, seen), hinted) = ptx
+            .first(async { tokio::try_join!(biased; walked, hinted) })
+            .await?;
+        (keys, seen, hinted)
+    } else {
+        let (keys, seen) = ptx.first(walked).await?;
+        (keys, seen, Vec::new())
+    };
+    let last_walked = keys.last().map(|k| k.key.clone());
+    let walked_due = keys.iter().any(|k| k.claimable(now));
+    if first_step {
+        gathered.add_hinted(&mut keys, hinted);
+        for (key, leases) in seen_hinted {
+            seen.entry(key).or_insert(leases);
+        }
+    } else {
+        gathered.skip_hinted(&mut keys);
+    }
+    Ok(StepKeys {
+        keys,
+        seen,
+        last_walked,
+        walked_due,
+    })
+}
+
+/// Whether more deliveries are due at `now_ms` than the `taken` this claim has read
+/// ([`crate::sql::DUE_ROWS_UP_TO`]). Planned for its parameters ([`plan_mode`]): a generic plan made
+/// on a young store would sort the whole table instead of reading the first entries of its index.
+async fn due_beyond(tx: &impl GenericClient, now_ms: i64, taken: usize) -> StoreResult<bool> {
+    let prepare = |sql| async move { tx.prepare_cached(sql).await.map_err(pg_error) };
+    let (plan, count, cached) = tokio::try_join!(
+        prepare(plan_mode::PLAN_FOR_PARAMETERS),
+        prepare(crate::sql::DUE_ROWS_UP_TO),
+        prepare(plan_mode::PLAN_AS_CACHED)
+    )?;
+    let limit = taken as i64 + 1;
+    let (_, row, _) = tokio::try_join!(
+        biased;
+        async { tx.execute(&plan, &[]).await.map_err(pg_error) },
+        async { tx.query_one(&count, &[&now_ms, &limit]).await.map_err(pg_error) },
+        async { tx.execute(&cached, &[]).await.map_err(pg_error) }
+    )?;
+    Ok(get::<i64>(&row, 0)? > taken as i64)
+}
+
 /// A claim chosen under the claim lock, and the writes that make it so ([`ClaimWrites`]). Its rows
 /// are locked by the transaction that chose them until it ends, so the claim may be handed over before
 /// those writes are sent: nothing else can take its rows meanwhile.
@@ -226,81 +304,96 @@ async fn choose(ptx: &PipelinedTx, request: &ClaimRequest) -> StoreResult<Chosen
     let mut in_flight = HashMap::new();
     let mut paced = HashMap::new();
     let mut candidates = HashMap::new();
-    let (mut last_visited, mut locked) = (None, false);
+    let (mut last_visited, mut locked, mut walked) = (None, false, false);
     while gathered.remaining > 0 {
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let (mut keys, seen) = ptx
-            .first(walk(tx, &mut walker, (&after, asked), &request.node, now))
-            .await?;
-        if let Some(k) = keys.last() {
-            last_visited = Some(k.key.clone());
+        let first_step = !std::mem::replace(&mut walked, true);
+        let step = step_keys(
+            ptx,
+            (&mut walker, first_step),
+            (&after, asked),
+            request,
+            &mut gathered,
+        )
+        .await?;
+        let (mut keys, seen) = (step.keys, step.seen);
+        if step.last_walked.is_some() {
+            last_visited = step.last_walked;
         }
         let due: Vec<String> = due_keys(&keys, now).into_iter().map(String::from).collect();
-        if due.is_empty() {
-            continue;
-        }
-        let due: Vec<&str> = due.iter().map(String::as_str).collect();
-        // The walk only proposes keys; what is free is read under the lock, taken only when some key is
-        // due (a refill after the last due work takes no lock at all). The lock, the read and a first
-        // round of rows guessed from the walk's view are sent together, yet each still sees every claim
-        // that committed before the lock was granted: PostgreSQL runs them in order and gives each
-        // statement a snapshot of its own when it starts. All prepared first, so that each is sent the
-        // moment it is polled, and polled in this order.
-        let lock = if locked {
-            None
-        } else {
-            Some(tx.prepare_cached(TAKE_CLAIM_LOCK).await.map_err(pg_error)?)
-        };
-        let guess = lock
-            .as_ref()
-            .and_then(|_| Guess::new(&keys, &seen, request, (walker.complete(), &gathered)));
-        let read = tx.prepare_cached(KEY_STATE).await.map_err(pg_error)?;
-        let read_guess = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
-        let take_lock = async {
-            if let Some(lock) = &lock {
-                tx.execute(lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
+        'serve: {
+            if due.is_empty() {
+                break 'serve;
             }
-            Ok(())
-        };
-        let guessed = async {
-            let Some(guess) = &guess else {
-                return Ok(Vec::new());
+            let due: Vec<&str> = due.iter().map(String::as_str).collect();
+            // The walk only proposes keys; what is free is read under the lock, taken only when some key is
+            // due (a refill after the last due work takes no lock at all). The lock, the read and a first
+            // round of rows guessed from the walk's view are sent together, yet each still sees every claim
+            // that committed before the lock was granted: PostgreSQL runs them in order and gives each
+            // statement a snapshot of its own when it starts. All prepared first, so that each is sent the
+            // moment it is polled, and polled in this order.
+            let lock = if locked {
+                None
+            } else {
+                Some(tx.prepare_cached(TAKE_CLAIM_LOCK).await.map_err(pg_error)?)
             };
-            let keys: Vec<&str> = guess.keys.iter().map(String::as_str).collect();
-            read_rows(tx, &read_guess, (&keys, &guess.counts), &[], now).await
-        };
-        let ((), state, found) = tokio::try_join!(
-            biased;
-            take_lock,
-            key_state(tx, &read, &due, &request.node, now),
-            guessed
-        )?;
-        locked = true;
-        in_flight.extend(state.in_flight);
-        for k in keys.iter_mut().filter(|k| k.claimable(now)) {
-            k.probe_ms = state.probes.get(&k.key).copied();
-            k.next_send_ms = state.next_sends.get(&k.key).copied();
-            if k.rate_limit_per_s.is_some() {
-                paced.insert(k.key.clone(), k.next_send_ms);
+            let guess = lock
+                .as_ref()
+                .and_then(|_| Guess::new(&keys, &seen, request, (walker.complete(), &gathered)));
+            let read = tx.prepare_cached(KEY_STATE).await.map_err(pg_error)?;
+            let read_guess = tx.prepare_cached(&READ_ROUND).await.map_err(pg_error)?;
+            let take_lock = async {
+                if let Some(lock) = &lock {
+                    tx.execute(lock, &[&CLAIM_LOCK]).await.map_err(pg_error)?;
+                }
+                Ok(())
+            };
+            let guessed = async {
+                let Some(guess) = &guess else {
+                    return Ok(Vec::new());
+                };
+                let keys: Vec<&str> = guess.keys.iter().map(String::as_str).collect();
+                read_rows(tx, &read_guess, (&keys, &guess.counts), &[], now).await
+            };
+            let ((), state, found) = tokio::try_join!(
+                biased;
+                take_lock,
+                key_state(tx, &read, &due, &request.node, now),
+                guessed
+            )?;
+            locked = true;
+            in_flight.extend(state.in_flight);
+            for k in keys.iter_mut().filter(|k| k.claimable(now)) {
+                k.probe_ms = state.probes.get(&k.key).copied();
+                k.next_send_ms = state.next_sends.get(&k.key).copied();
+                if k.rate_limit_per_s.is_some() {
+                    paced.insert(k.key.clone(), k.next_send_ms);
+                }
             }
+            let mut shares = step_shares(
+                &keys,
+                &in_flight,
+                now,
+                request,
+                walker.complete(),
+                gathered.remaining,
+            );
+            if let Some(guess) = &guess {
+                guess.apply(found, &mut gathered, &mut shares, &mut candidates);
+            }
+            while let Some(asks) = gathered.next_round(&shares) {
+                read_round(tx, &mut gathered, &mut shares, &asks, &mut candidates, now).await?;
+            }
+            gathered.finish_step(shares);
         }
-        let mut shares = step_shares(
-            &keys,
-            &in_flight,
-            now,
-            request,
-            walker.complete(),
-            gathered.remaining,
-        );
-        if let Some(guess) = &guess {
-            guess.apply(found, &mut gathered, &mut shares, &mut candidates);
+        if !step.walked_due
+            && !walker.complete()
+            && !due_beyond(tx, now, gathered.picked.len()).await?
+        {
+            walker.finish();
         }
-        while let Some(asks) = gathered.next_round(&shares) {
-            read_round(tx, &mut gathered, &mut shares, &asks, &mut candidates, now).await?;
-        }
-        gathered.finish_step(shares);
     }
     let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
     // Every row read was locked as it was read. Every row read is picked but those a guessed round read

@@ -13,9 +13,11 @@ use super::{batch, claim_writes, claims, fan_out, key_walk, plan_mode, records, 
 pub(super) const WARM_CONNECTIONS: usize = 6;
 
 /// The statements every delivery and publish runs.
-fn hot_statements() -> [&'static str; 16] {
+fn hot_statements() -> [&'static str; 18] {
     [
         key_walk::WALK_KEYS_WRAPPING,
+        key_walk::HINTED_KEYS,
+        crate::sql::DUE_ROWS_UP_TO,
         claims::TAKE_CLAIM_LOCK,
         key_walk::KEY_STATE,
         claims::READ_ROUND.as_str(),

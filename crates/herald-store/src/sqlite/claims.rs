@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::writer::WriteCtx;
 use crate::claiming::{
     due_keys, pacing_writes, peer_leases, select, step_shares, to_u32, CandidateRow, Gathered,
-    KeyDue, KeyWalk, Leases, CANDIDATE_COLUMNS,
+    KeyDue, KeyWalk, Leases, CANDIDATE_COLUMNS, WALK_STEP,
 };
 use crate::error::StoreResult;
 use crate::model::*;
@@ -83,25 +83,48 @@ fn leases_per_key(
     Ok(out)
 }
 
+/// One row of [`crate::sql::WALK_KEYS`] or [`crate::sql::HINTED_KEY`]; `None` for a key with nothing
+/// scheduled.
+fn key_due(r: &Row) -> rusqlite::Result<Option<KeyDue>> {
+    let Some(min_due_ms) = r.get::<_, Option<i64>>(1)? else {
+        return Ok(None);
+    };
+    Ok(Some(KeyDue {
+        key: r.get(0)?,
+        min_due_ms,
+        max_in_flight: r.get(2)?,
+        probe_ms: r.get(3)?,
+        rate_limit_per_s: r.get(4)?,
+        next_send_ms: r.get(5)?,
+    }))
+}
+
 /// Up to `n` keys with a due time, in key order after `after`.
 fn walk(conn: &Connection, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
     let rows = conn
         .prepare_cached(crate::sql::WALK_KEYS)?
-        .query_map(params![after, n as i64], |r| {
-            let Some(min_due_ms) = r.get::<_, Option<i64>>(1)? else {
-                return Ok(None);
-            };
-            Ok(Some(KeyDue {
-                key: r.get(0)?,
-                min_due_ms,
-                max_in_flight: r.get(2)?,
-                probe_ms: r.get(3)?,
-                rate_limit_per_s: r.get(4)?,
-                next_send_ms: r.get(5)?,
-            }))
-        })?
+        .query_map(params![after, n as i64], key_due)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows.into_iter().flatten().collect())
+}
+
+/// Whether more deliveries are due at `now_ms` than the `taken` this claim has read
+/// ([`crate::sql::DUE_ROWS_UP_TO`]).
+fn due_beyond(conn: &Connection, now_ms: i64, taken: usize) -> StoreResult<bool> {
+    let due: i64 = conn
+        .prepare_cached(crate::sql::DUE_ROWS_UP_TO)?
+        .query_row(params![now_ms, taken as i64 + 1], |r| r.get(0))?;
+    Ok(due > taken as i64)
+}
+
+/// The request's hinted keys that have something scheduled ([`ClaimRequest::hinted_keys`]).
+fn hinted(conn: &Connection, request: &ClaimRequest) -> StoreResult<Vec<KeyDue>> {
+    let mut read = conn.prepare_cached(crate::sql::HINTED_KEY)?;
+    let mut keys = Vec::new();
+    for key in request.hinted_keys.iter().take(WALK_STEP) {
+        keys.extend(read.query_row([key], key_due)?);
+    }
+    Ok(keys)
 }
 
 pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim> {
@@ -121,14 +144,21 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
     let mut gathered = Gathered::new(request.limit);
     let mut in_flight = HashMap::new();
     let mut paced = HashMap::new();
-    let mut last_visited = None;
+    let (mut last_visited, mut first_step) = (None, true);
     while gathered.remaining > 0 {
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let keys = walker.take(walk(conn, &after, asked)?, asked);
+        let mut keys = walker.take(walk(conn, &after, asked)?, asked);
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
+        }
+        let walked_due = keys.iter().any(|k| k.claimable(now));
+        if first_step {
+            gathered.add_hinted(&mut keys, hinted(conn, request)?);
+            first_step = false;
+        } else {
+            gathered.skip_hinted(&mut keys);
         }
         let due = due_keys(&keys, now);
         in_flight.extend(leases_per_key(conn, &due, &request.node, now)?);
@@ -157,6 +187,9 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
             }
         }
         gathered.finish_step(shares);
+        if !walked_due && !walker.complete() && !due_beyond(conn, now, gathered.picked.len())? {
+            walker.finish();
+        }
     }
     let plan = gathered.plan(&walker, &request.after_key, last_visited.as_deref());
     let mut fetch = conn.prepare_cached(&format!(

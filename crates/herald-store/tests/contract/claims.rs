@@ -211,10 +211,10 @@ pub async fn narrow_keys_get_no_lease_window(store: Shared) {
         publish(&store, "narrow", BASE + i).await;
     }
     let mut request = claim_request("w1", BASE + 100, 50);
-    request.narrow_keys.insert(ep.id.clone());
+    request.narrow_keys = std::sync::Arc::new([ep.id.clone()].into());
     assert_eq!(claimed(&store, &request).await.len(), 3);
     assert!(claimed(&store, &request).await.is_empty());
-    request.narrow_keys.clear();
+    request.narrow_keys = Default::default();
     assert_eq!(
         claimed(&store, &request).await.len(),
         3 * WINDOW as usize - 3

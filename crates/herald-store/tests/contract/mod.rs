@@ -69,6 +69,7 @@ macro_rules! contract_tests {
             scheduling::the_walk_resumes_where_it_stopped,
             scheduling::record_and_claim_refills_freed_slots,
             scheduling::paced_keys_are_claimed_at_their_rate,
+            scheduling::hinted_keys_are_visited_beyond_the_walk,
             attempts::record_attempts,
             stats::results_are_tallied_per_endpoint_and_minute,
             stats::outstanding_counts_are_capped_and_name_the_oldest,
@@ -234,6 +235,7 @@ pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
         default_max_in_flight: 1_000,
         lease_window: WINDOW,
         narrow_keys: Default::default(),
+        hinted_keys: Vec::new(),
     }
 }
 

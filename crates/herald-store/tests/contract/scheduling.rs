@@ -171,3 +171,70 @@ pub async fn paced_keys_are_claimed_at_their_rate(store: Shared) {
         2
     );
 }
+
+/// A hinted key is visited in a claim's first step however many keys with work that is not due (retries
+/// waiting out an outage) come before it, without moving where the round robin resumes; a hinted key
+/// the walk reaches too is served once. A claim stops walking such keys once nothing else is due.
+pub async fn hinted_keys_are_visited_beyond_the_walk(store: Shared) {
+    let waiting = herald_store::claiming::WALK + 40;
+    let early = add_endpoint(&store, DEFAULT_TENANT, 0, &["early"]).await;
+    for n in 1..=waiting as u64 {
+        add_endpoint(&store, DEFAULT_TENANT, n, &["outage"]).await;
+    }
+    let late = add_endpoint(&store, DEFAULT_TENANT, 100_000, &["late"]).await;
+    publish(&store, "outage", BASE).await;
+    // Every waiting key's delivery is attempted once and retries in an hour.
+    let mut request = claim_request("w0", BASE + 1, 10_000);
+    let mut results = Vec::new();
+    loop {
+        let claim = store.claim_due(&request).await.unwrap();
+        if claim.deliveries.is_empty() {
+            break;
+        }
+        results.extend(claim.deliveries.iter().map(|d| {
+            let retry = NextState::RetryAt(BASE + 3_600_000);
+            attempt_result(&d.id, "w0", 1, Some(503), retry, BASE + 2)
+        }));
+        request.after_key = claim.next_key;
+    }
+    assert_eq!(results.len(), waiting);
+    store.record_attempts(results).await.unwrap();
+
+    let now = BASE + 10;
+    let idle = store
+        .claim_due(&claim_request("w1", now, 100))
+        .await
+        .unwrap();
+    assert!(idle.deliveries.is_empty());
+    assert!(
+        !idle.more,
+        "nothing is due, yet the claim says it stopped short"
+    );
+    let live = publish_to(&store, "late", now, &late.id).await;
+    let unhinted = store
+        .claim_due(&claim_request("w1", now, 100))
+        .await
+        .unwrap();
+    assert!(
+        unhinted.deliveries.is_empty(),
+        "the walk alone should stop short of the live key"
+    );
+    let mut hinted = claim_request("w1", now, 100);
+    hinted.hinted_keys = vec![late.id.clone()];
+    let claim = store.claim_due(&hinted).await.unwrap();
+    assert_eq!(claimed_ids(&claim.deliveries), BTreeSet::from([live]));
+    assert!(unhinted.more, "the walk stopped short of a due delivery");
+    assert_ne!(claim.next_key, late.id, "a hinted key moved the cursor");
+    assert!(!claim.more, "nothing else is due");
+
+    // A hinted key that the walk's first step reads too is served once, all its due rows.
+    let mut ids = BTreeSet::new();
+    for i in 0..3 {
+        ids.insert(publish_to(&store, "early", now + i, &early.id).await);
+    }
+    let mut both = claim_request("w2", now + 5, 100);
+    both.hinted_keys = vec![early.id.clone(), early.id.clone()];
+    let claim = store.claim_due(&both).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 3);
+    assert_eq!(claimed_ids(&claim.deliveries), ids);
+}

@@ -1,7 +1,7 @@
 //! The round robin over dispatch keys: the resumable walk ([`KeyWalk`]), the allotment of a claim's slots
 //! among keys ([`allot`], [`Gathered`]) and where the next claim resumes ([`Plan`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use herald_core::pacing;
 
@@ -138,6 +138,13 @@ impl KeyWalk {
         keys
     }
 
+    /// End the walk as if it had visited every key: nothing it has not visited is due
+    /// ([`crate::sql::DUE_ROWS_UP_TO`]).
+    pub fn finish(&mut self) {
+        self.done = true;
+        self.complete = true;
+    }
+
     /// Whether every key with work was visited.
     pub fn complete(&self) -> bool {
         self.complete
@@ -178,6 +185,8 @@ pub struct Gathered {
     pub last_served: Option<String>,
     /// A key was left with free slots and rows it may still have, because the limit ran out.
     pub left_over: bool,
+    /// Hinted keys visited beside the walk's first step ([`Gathered::add_hinted`]).
+    hinted: HashSet<String>,
 }
 
 /// One key's share of a walk step: its free slots and the ids read so far.
@@ -259,6 +268,25 @@ impl Gathered {
         }
     }
 
+    /// Append to the walk's first step (`keys`) the `hinted` keys it did not read
+    /// ([`ClaimRequest::hinted_keys`]). They come last, so the walk's keys are served first in every
+    /// round, and serving them does not move where the next claim resumes: a hinted key is extra work
+    /// for this claim, not a step of the round robin.
+    pub fn add_hinted(&mut self, keys: &mut Vec<KeyDue>, hinted: Vec<KeyDue>) {
+        for key in hinted {
+            if !keys.iter().any(|k| k.key == key.key) && self.hinted.insert(key.key.clone()) {
+                keys.push(key);
+            }
+        }
+    }
+
+    /// Drop from a later step's `keys` the hinted keys this claim already visited.
+    pub fn skip_hinted(&self, keys: &mut Vec<KeyDue>) {
+        if !self.hinted.is_empty() {
+            keys.retain(|k| !self.hinted.contains(&k.key));
+        }
+    }
+
     /// Close a step: take its keys' rows.
     pub fn finish_step(&mut self, shares: Vec<KeyShare>) {
         for share in shares {
@@ -266,7 +294,9 @@ impl Gathered {
                 self.left_over = true;
             }
             if !share.ids.is_empty() {
-                self.last_served = Some(share.key.clone());
+                if !self.hinted.contains(&share.key) {
+                    self.last_served = Some(share.key.clone());
+                }
                 self.picked.extend(share.ids);
             }
         }
