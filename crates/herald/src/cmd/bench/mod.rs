@@ -9,9 +9,11 @@ mod fair;
 mod history;
 mod latency;
 mod load;
+mod outage;
 mod processes;
 mod report;
 mod scenarios;
+mod table;
 
 use std::time::Duration;
 
@@ -45,6 +47,9 @@ pub enum Scenario {
     Backlog,
     /// Tenant B's latency (one event per 100 ms) while tenant A drains 200,000 deliveries over 50 endpoints.
     Fair,
+    /// Tenant B's latency (50 events/s) while 10,000 endpoints of tenant A are down, each with a retry
+    /// waiting an hour out.
+    Outage,
     /// `deliver` again with `--history` finished deliveries (default 5,000,000) already in the store.
     History,
 }
@@ -59,6 +64,7 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Backlog => "backlog",
             Scenario::Fair => "fair",
+            Scenario::Outage => "outage",
             Scenario::History => "history",
         }
     }
@@ -71,7 +77,7 @@ impl Scenario {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Run only this scenario (default: all, in the order ceiling, ingest, deliver, latency, fanout, backlog,
-    /// fair, history).
+    /// fair, outage, history).
     #[arg(long, value_enum)]
     scenario: Option<Scenario>,
     /// Events published by `ingest` and `deliver` (`fanout` publishes EVENTS / 1,000 events to 1,000 endpoints).
@@ -154,6 +160,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Fanout => scenarios::fanout(&ctx, &mut results).await,
             Scenario::Backlog => backlog::backlog(&ctx, &mut results).await,
             Scenario::Fair => fair::fair(&ctx, &mut results).await,
+            Scenario::Outage => outage::outage(&ctx, &mut results).await,
             Scenario::History => history::history(&ctx, &mut results).await,
         };
         if let Err(e) = outcome {
@@ -179,7 +186,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", report::to_json(&results, &meta));
     } else {
-        print!("{}", report::table(&results, &meta));
+        print!("{}", table::table(&results, &meta));
     }
     if !results.errors.is_empty() {
         anyhow::bail!("{} scenario(s) failed", results.errors.len());
