@@ -286,10 +286,16 @@ mod tests {
             limits.finish(key, true);
         }
         let held = limits.failing();
-        assert!(Arc::ptr_eq(&held, &limits.failing()), "copied with no change");
+        assert!(
+            Arc::ptr_eq(&held, &limits.failing()),
+            "copied with no change"
+        );
         limits.admit("a", 1, soon(2));
         limits.finish("a", true);
-        assert!(Arc::ptr_eq(&held, &limits.failing()), "a failure again is no change");
+        assert!(
+            Arc::ptr_eq(&held, &limits.failing()),
+            "a failure again is no change"
+        );
         limits.admit("b", 1, soon(3));
         limits.finish("b", false);
         assert_eq!(*limits.failing(), HashSet::from(["a".to_string()]));

@@ -213,7 +213,7 @@ struct StepKeys {
 }
 
 /// Read one step of the walk from `after` (`asked` keys) and, on a claim's `first_step`, its hinted
-/// keys in the same round trip ([`Gathered::add_hinted`]).
+/// keys ([`Gathered::add_hinted`]) unless the walk has visited every key already.
 async fn step_keys(
     ptx: &PipelinedTx,
     (walker, first_step): (&mut KeyWalk, bool),
@@ -222,29 +222,21 @@ async fn step_keys(
     gathered: &mut Gathered,
 ) -> StoreResult<StepKeys> {
     let (tx, now) = (ptx.client(), request.now_ms);
-    let walked = walk(tx, walker, (after, asked), &request.node, now);
-    let mut seen_hinted = HashMap::new();
-    let (mut keys, mut seen, hinted) = if first_step && !request.hinted_keys.is_empty() {
-        let hinted = hinted(
-            tx,
-            &request.hinted_keys,
-            (&request.node, now),
-            &mut seen_hinted,
-        );
-        let ((keys, seen), hinted) = ptx
-            .first(async { tokio::try_join!(biased; walked, hinted) })
-            .await?;
-        (keys, seen, hinted)
-    } else {
-        let (keys, seen) = ptx.first(walked).await?;
-        (keys, seen, Vec::new())
-    };
+    let (mut keys, mut seen) = ptx
+        .first(walk(tx, walker, (after, asked), &request.node, now))
+        .await?;
     let last_walked = keys.last().map(|k| k.key.clone());
     let walked_due = keys.iter().any(|k| k.claimable(now));
     if first_step {
-        gathered.add_hinted(&mut keys, hinted);
-        for (key, leases) in seen_hinted {
-            seen.entry(key).or_insert(leases);
+        // A walk that went round every key in its first step has read every hinted key with work.
+        if !walker.complete() && !request.hinted_keys.is_empty() {
+            let mut seen_hinted = HashMap::new();
+            let node = (request.node.as_str(), now);
+            let hinted = hinted(tx, &request.hinted_keys, node, &mut seen_hinted).await?;
+            gathered.add_hinted(&mut keys, hinted);
+            for (key, leases) in seen_hinted {
+                seen.entry(key).or_insert(leases);
+            }
         }
     } else {
         gathered.skip_hinted(&mut keys);

@@ -108,6 +108,30 @@ fn walk(conn: &Connection, after: &str, n: usize) -> StoreResult<Vec<KeyDue>> {
     Ok(rows.into_iter().flatten().collect())
 }
 
+/// One step of `walker`'s walk: up to `asked` keys after `after` and, when those run out before the walk
+/// has wrapped, on from the first key in the same step ([`KeyWalk::take_wrapping`]), as the PostgreSQL
+/// store reads them. A walk resumed after the last key then reaches every key in its first step, and
+/// the claim knows at once that it has visited them all.
+fn walk_step(
+    conn: &Connection,
+    walker: &mut KeyWalk,
+    after: &str,
+    asked: usize,
+) -> StoreResult<Vec<KeyDue>> {
+    let ahead = walk(conn, after, asked)?;
+    let Some(wrap_to) = walker.wrap_to().map(str::to_string) else {
+        return Ok(walker.take(ahead, asked));
+    };
+    let wrapped = if ahead.len() < asked {
+        let mut wrapped = walk(conn, "", asked - ahead.len())?;
+        wrapped.retain(|k| k.key <= wrap_to);
+        wrapped
+    } else {
+        Vec::new()
+    };
+    Ok(walker.take_wrapping(ahead, wrapped, asked))
+}
+
 /// Whether more deliveries are due at `now_ms` than the `taken` this claim has read
 /// ([`crate::sql::DUE_ROWS_UP_TO`]).
 fn due_beyond(conn: &Connection, now_ms: i64, taken: usize) -> StoreResult<bool> {
@@ -149,13 +173,16 @@ pub fn claim_due(conn: &Connection, request: &ClaimRequest) -> StoreResult<Claim
         let Some((after, asked)) = walker.next_step(gathered.remaining) else {
             break;
         };
-        let mut keys = walker.take(walk(conn, &after, asked)?, asked);
+        let mut keys = walk_step(conn, &mut walker, &after, asked)?;
         if let Some(k) = keys.last() {
             last_visited = Some(k.key.clone());
         }
         let walked_due = keys.iter().any(|k| k.claimable(now));
         if first_step {
-            gathered.add_hinted(&mut keys, hinted(conn, request)?);
+            // A walk that went round every key in its first step has read every hinted key with work.
+            if !walker.complete() {
+                gathered.add_hinted(&mut keys, hinted(conn, request)?);
+            }
             first_step = false;
         } else {
             gathered.skip_hinted(&mut keys);

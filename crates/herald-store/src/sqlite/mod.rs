@@ -116,9 +116,15 @@ impl SqliteStore {
     }
 }
 
+/// Prepared statements kept per connection. The writer runs every publish, claim and record statement
+/// in turn; with fewer slots than that loop has statements, each claim evicted and parsed again the ones
+/// the next step needed (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 128;
+
 /// WAL with `synchronous = FULL`: a commit returns only after the WAL is fsynced, which is what lets an API 2xx
 /// mean "durable". Checkpoints run automatically.
 fn configure(conn: &Connection) -> StoreResult<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
