@@ -173,9 +173,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         .context("invalid setting url_allowlist")?,
     );
     let work_ready = Arc::new(Notify::new());
-    if config.role.delivers() {
-        store.watch_for_work(work_ready.clone());
-    }
     let owner = format!("node_{}_{}", std::process::id(), random::short_hex());
     let public_base = config
         .public_url
@@ -230,6 +227,14 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             },
         )
     });
+    if let Some(engine) = &engine {
+        // Another node's publish wakes this engine and names the endpoints it gave work.
+        let (hints, wake) = (engine.hints(), work_ready.clone());
+        store.watch_for_work(Arc::new(move |keys| {
+            hints.add(keys.iter().copied());
+            wake.notify_one();
+        }));
+    }
     let publish_limits = Arc::new(crate::publish_limits::PublishLimits::new(
         config.tenant_publish_rate_per_s,
         config.tenant_publish_burst,

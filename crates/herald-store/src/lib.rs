@@ -28,7 +28,7 @@ pub use jobs_model::*;
 pub use model::*;
 pub use query::*;
 pub use stats::{OldestOutstanding, Outstanding};
-pub use store::Store;
+pub use store::{Store, WorkWake};
 
 /// The tenant that always exists.
 pub const DEFAULT_TENANT: &str = "default";

@@ -7,6 +7,10 @@ use crate::jobs_model::*;
 use crate::model::*;
 use crate::query::*;
 
+/// What [`Store::watch_for_work`] calls: with the dispatch keys another node just gave work, when the
+/// notification names them (it may name none).
+pub type WorkWake = std::sync::Arc<dyn Fn(&[&str]) + Send + Sync>;
+
 /// Durable storage for Herald. Every method that writes resolves only after its data is committed.
 ///
 /// All reads and writes are scoped to a tenant: a record of another tenant is reported as not found.
@@ -18,10 +22,11 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Notify `wake` whenever another node commits work that may be due now (new events, operator retries).
-    /// Stores that only one process can use need nothing beyond the node's own wake-ups: the default does
+    /// Call `wake` whenever another node commits work that may be due now (new events, operator
+    /// retries), with the dispatch keys it gave work when it says (a publish; none otherwise). Stores
+    /// that only one process can use need nothing beyond the node's own wake-ups: the default does
     /// nothing.
-    fn watch_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+    fn watch_for_work(&self, wake: WorkWake) {
         let _ = wake;
     }
 

@@ -224,3 +224,44 @@ async fn claims_and_records_stay_index_lookups_as_the_tables_grow() {
         );
     }
 }
+
+/// Another node's publish wakes a listening node and names the endpoints it gave work, so that its
+/// claims visit them first however many endpoints have work that is not due; a fan-out wider than a
+/// notification names wakes it all the same, naming none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_names_its_endpoints_to_listening_nodes() {
+    let Some((publisher, db)) = postgres_store().await else {
+        return;
+    };
+    let listener = PostgresStore::connect(&db.url, PgOptions::default(), contract::BASE - 60_000)
+        .await
+        .unwrap();
+    let (heard, tx) = {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+        (rx, tx)
+    };
+    let mut heard = heard;
+    listener.watch_for_work(Arc::new(move |keys| {
+        let _ = tx.send(keys.iter().map(|k| k.to_string()).collect());
+    }));
+    let next = async |heard: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<String>>| {
+        tokio::time::timeout(std::time::Duration::from_secs(10), heard.recv())
+            .await
+            .expect("a wake-up within 10 s")
+            .expect("the listener is alive")
+    };
+    // The first call says the listener is connected (and names nothing).
+    assert!(next(&mut heard).await.is_empty());
+
+    let tenant = herald_store::DEFAULT_TENANT;
+    let one = contract::add_endpoint(&publisher, tenant, 1, &["one"]).await;
+    contract::publish(&publisher, "one", contract::BASE).await;
+    assert_eq!(next(&mut heard).await, vec![one.id]);
+
+    let wide = herald_store::postgres::MOST_NOTIFIED_KEYS as u64 + 1;
+    for n in 0..wide {
+        contract::add_endpoint(&publisher, tenant, 100 + n, &["wide"]).await;
+    }
+    contract::publish(&publisher, "wide", contract::BASE + 1).await;
+    assert!(next(&mut heard).await.is_empty());
+}

@@ -120,8 +120,8 @@ async fn write(
         // costs the other nodes a poll interval, nothing more.
         let fan_out = FanOut::new(&staged.deliveries);
         let statements = fan_out.prepare(tx.client()).await?;
-        let params = fan_out.params();
-        let (writes, after) = fan_out.writes(&statements, &params);
+        let (params, notify) = (fan_out.params(), fan_out.notify_params());
+        let (writes, after) = fan_out.writes(&statements, (&params, &notify));
         tx.commit_then(&writes, &after).await?;
         Ok(staged.answers)
     };

@@ -34,6 +34,7 @@ mod tls;
 mod upkeep;
 mod warm;
 
+pub use fan_out::MOST_NOTIFIED_KEYS;
 pub use history::write_history;
 
 use std::future::Future;

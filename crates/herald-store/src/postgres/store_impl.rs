@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 
 use super::{claims, deliveries, endpoints, jobs, publish, tenants, upkeep, PostgresStore};
 use crate::error::StoreResult;
@@ -30,8 +29,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    fn watch_for_work(&self, wake: Arc<Notify>) {
-        self.listen(super::WORK_CHANNEL, Arc::new(move |_| wake.notify_one()));
+    fn watch_for_work(&self, wake: crate::store::WorkWake) {
+        self.listen(
+            super::WORK_CHANNEL,
+            Arc::new(move |payload| {
+                let keys: Vec<&str> = payload
+                    .map(|p| super::fan_out::notified_keys(p).collect())
+                    .unwrap_or_default();
+                wake(&keys)
+            }),
+        );
     }
 
     fn watch_jobs(&self, changed: Arc<dyn Fn(&str) + Send + Sync>) {

@@ -13,7 +13,7 @@ use super::{batch, claim_writes, claims, fan_out, key_walk, plan_mode, records, 
 pub(super) const WARM_CONNECTIONS: usize = 6;
 
 /// The statements every delivery and publish runs.
-fn hot_statements() -> [&'static str; 18] {
+fn hot_statements() -> [&'static str; 19] {
     [
         key_walk::WALK_KEYS_WRAPPING,
         key_walk::HINTED_KEYS,
@@ -31,6 +31,7 @@ fn hot_statements() -> [&'static str; 18] {
         batch::INSERT_EVENTS,
         batch::FAN_OUT_TARGETS,
         fan_out::INSERT_DELIVERIES,
+        fan_out::NOTIFY_KEYS,
         super::endpoints::NOTIFY_WORK,
         crate::sql::TENANT_BY_TOKEN,
     ]
