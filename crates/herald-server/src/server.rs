@@ -231,7 +231,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         // Another node's publish wakes this engine and names the endpoints it gave work.
         let (hints, wake) = (engine.hints(), work_ready.clone());
         store.watch_for_work(Arc::new(move |keys| {
-            hints.add(keys.iter().copied());
+            hints.add_first(keys.iter().copied());
             wake.notify_one();
         }));
     }

@@ -181,10 +181,9 @@ impl Dispatch {
             let unserved = request
                 .hinted_keys
                 .iter()
-                .filter(|k| !served.contains(k.as_str()))
-                .cloned()
-                .collect();
-            ctx.hints.put_back(unserved);
+                .map(String::as_str)
+                .filter(|k| !served.contains(k));
+            ctx.hints.add_first(unserved);
         }
         ctx.metrics.claimed(claim.deliveries.len());
         let start_by = std::time::Instant::now() + waiting_allowance(self.config.lease_ms);

@@ -1,5 +1,5 @@
-//! Keys worth visiting first: the dispatch keys that may have just got due work (a publish on this node)
-//! or free slots (results recorded for them). The next claim visits them beside its walk
+//! Keys worth visiting first: the dispatch keys that may have just got due work (a publish on this node
+//! or, named by its notification, on another) or free slots (a delivery just taken). The next claim visits them beside its walk
 //! ([`herald_store::ClaimRequest::hinted_keys`]), so a walk over thousands of endpoints whose work is not
 //! due (retries waiting out an outage, other nodes' leases) does not hold back the endpoints that have
 //! work now. Hints only speed things up: every key with work is still reached by the walk, so a hint
@@ -46,19 +46,24 @@ impl Hints {
         taken
     }
 
-    /// Hint again those of `taken` that a claim left without work because its limit ran out: they
-    /// go before the hints that came since.
-    pub fn put_back(&self, taken: Vec<String>) {
-        if taken.is_empty() {
-            return;
-        }
+    /// Hint `keys` ahead of every other hint: keys a publish just gave work (they wait for nothing
+    /// else), or keys a claim left without work because its limit ran out. A key hinted already moves
+    /// to the front too.
+    pub fn add_first<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
         let mut guard = self.keys.lock().expect("hints");
         let (order, held) = &mut *guard;
-        let returned: Vec<String> = taken
-            .into_iter()
-            .filter(|k| held.insert(k.clone()))
-            .collect();
-        order.splice(0..0, returned);
+        let mut first: Vec<String> = Vec::new();
+        for key in keys {
+            if !first.iter().any(|k| k == key) {
+                first.push(key.to_string());
+            }
+        }
+        if first.is_empty() {
+            return;
+        }
+        order.retain(|k| !first.contains(k));
+        held.extend(first.iter().cloned());
+        order.splice(0..0, first);
         while order.len() > MOST_HINTS {
             if let Some(dropped) = order.pop() {
                 held.remove(&dropped);
@@ -99,13 +104,17 @@ mod tests {
     }
 
     #[test]
-    fn keys_put_back_go_first() {
+    fn keys_added_first_go_first() {
         let hints = Hints::default();
         hints.add(["a", "b"]);
         let taken = hints.take();
         hints.add(["c", "a"]);
-        hints.put_back(taken);
-        // "a" was hinted again meanwhile: it keeps its new place.
-        assert_eq!(hints.take(), ["b", "c", "a"]);
+        hints.add_first(taken.iter().map(String::as_str));
+        // "a" was hinted again meanwhile: it moves to the front with "b".
+        assert_eq!(hints.take(), ["a", "b", "c"]);
+        let many: Vec<String> = (0..MOST_HINTS).map(|i| format!("k{i:04}")).collect();
+        hints.add(many.iter().map(String::as_str));
+        hints.add_first(["new"]);
+        assert_eq!(hints.take()[0], "new", "a full set makes room at the front");
     }
 }

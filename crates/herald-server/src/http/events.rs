@@ -115,7 +115,7 @@ pub async fn publish_event(
         state.metrics.published(1);
         if !published.deliveries.is_empty() {
             if let Some(hints) = &state.work_hints {
-                hints.add(
+                hints.add_first(
                     published
                         .deliveries
                         .iter()
