@@ -48,16 +48,20 @@ impl Hints {
 
     /// Hint `keys` ahead of every other hint: keys a publish just gave work (they wait for nothing
     /// else), or keys a claim left without work because its limit ran out. A key hinted already moves
-    /// to the front too.
+    /// to the front too. Only the first [`WALK_STEP`] count, as many as the next claim visits: a
+    /// publish to a thousand endpoints costs no more than one to a few dozen.
     pub fn add_first<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
-        let mut guard = self.keys.lock().expect("hints");
-        let (order, held) = &mut *guard;
         let mut first: Vec<String> = Vec::new();
         for key in keys {
+            if first.len() == WALK_STEP {
+                break;
+            }
             if !first.iter().any(|k| k == key) {
                 first.push(key.to_string());
             }
         }
+        let mut guard = self.keys.lock().expect("hints");
+        let (order, held) = &mut *guard;
         if first.is_empty() {
             return;
         }
@@ -116,5 +120,12 @@ mod tests {
         hints.add(many.iter().map(String::as_str));
         hints.add_first(["new"]);
         assert_eq!(hints.take()[0], "new", "a full set makes room at the front");
+        let wide: Vec<String> = (0..1_000).map(|i| format!("w{i:04}")).collect();
+        hints.add_first(wide.iter().map(String::as_str));
+        assert_eq!(
+            hints.take(),
+            wide[..WALK_STEP],
+            "a wide fan-out hints one claim's worth"
+        );
     }
 }
