@@ -64,38 +64,62 @@ pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
 
     bar.set_message("tenant B publishes every 100 ms");
     let duration = ctx.duration.max(B_DURATION);
-    let b_out = load::fixed_rate(B_RATE, duration, Arc::new(Counters::default()), move |i| {
-        let client = b.clone();
+    let timed = tenant_b(b, (B_RATE, duration), "fair.b", &arrivals).await?;
+    let received = arrivals.total.load(Ordering::Relaxed);
+    bar.finish_and_clear();
+    results.note_rss(server.peak_rss_mb());
+    receiver_task.abort();
+    let a_received = received.saturating_sub(timed.events);
+    results.fair = Some(Fair {
+        b_latency: timed.latency,
+        b_events: timed.events,
+        a_left: (events * FAIR_ENDPOINTS).saturating_sub(a_received),
+    });
+    Ok(())
+}
+
+/// What [`tenant_b`] measured.
+pub struct Timed {
+    /// Publish-to-receive percentiles.
+    pub latency: Latency,
+    /// Events published (all arrived).
+    pub events: u64,
+}
+
+/// Publish `event_type` through `client` at `rate` events/s for `duration`, each carrying its send
+/// time, wait until all of them have arrived at the receiver that fills `arrivals` (60 s at most), and
+/// take their publish-to-receive percentiles.
+pub async fn tenant_b(
+    client: herald_api::client::Client,
+    (rate, duration): (u32, Duration),
+    event_type: &'static str,
+    arrivals: &Samples,
+) -> anyhow::Result<Timed> {
+    let out = load::fixed_rate(rate, duration, Arc::new(Counters::default()), move |i| {
+        let client = client.clone();
         async move {
             let payload = json!({ "n": i, "sent_us": now_us() });
-            load::publish_ok(&client, "fair.b", &payload).await
+            load::publish_ok(&client, event_type, &payload).await
         }
     })
     .await;
-    check(&b_out, "tenant B's publishes")?;
+    check(&out, "tenant B's publishes")?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (arrivals.samples.lock().expect("samples lock").len() as u64) < b_out.ok {
+    while (arrivals.samples.lock().expect("samples lock").len() as u64) < out.ok {
         if Instant::now() > deadline {
             bail!("tenant B's events did not all arrive within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let received = arrivals.total.load(Ordering::Relaxed);
-    bar.finish_and_clear();
-    results.note_rss(server.peak_rss_mb());
-    receiver_task.abort();
-    let a_received = received.saturating_sub(b_out.ok);
     let mut seen = std::mem::take(&mut *arrivals.samples.lock().expect("samples lock"));
     seen.sort_by(f64::total_cmp);
     let p = |q| percentile(&seen, q).unwrap_or(0.0);
-    results.fair = Some(Fair {
-        b_latency: Latency {
+    Ok(Timed {
+        latency: Latency {
             p50: p(50.0),
             p95: p(95.0),
             p99: p(99.0),
         },
-        b_events: b_out.ok,
-        a_left: (events * FAIR_ENDPOINTS).saturating_sub(a_received),
-    });
-    Ok(())
+        events: out.ok,
+    })
 }

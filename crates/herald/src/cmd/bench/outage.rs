@@ -13,10 +13,11 @@ use axum::Router;
 use herald_api::endpoints::EndpointInput;
 use serde_json::json;
 
-use super::latency::{now_us, start_receiver, Samples};
+use super::fair::tenant_b;
+use super::latency::{start_receiver, Samples};
 use super::load::{self, Counters, Stop};
 use super::processes::TempDir;
-use super::report::{percentile, Latency, Outage, Results};
+use super::report::{Outage, Results};
 use super::scenarios::{check, Ctx};
 
 /// Tenant A's endpoints, all in an outage: twenty times what one claim visits.
@@ -102,22 +103,7 @@ pub async fn outage(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
 
     bar.set_message(format!("tenant B publishes {B_RATE} events/s"));
     let duration = ctx.duration.max(B_DURATION);
-    let b_out = load::fixed_rate(B_RATE, duration, Arc::new(Counters::default()), move |i| {
-        let client = b.clone();
-        async move {
-            let payload = json!({ "n": i, "sent_us": now_us() });
-            load::publish_ok(&client, "outage.b", &payload).await
-        }
-    })
-    .await;
-    check(&b_out, "tenant B's publishes")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (arrivals.samples.lock().expect("samples lock").len() as u64) < b_out.ok {
-        if Instant::now() > deadline {
-            bail!("tenant B's events did not all arrive within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let timed = tenant_b(b, (B_RATE, duration), "outage.b", &arrivals).await?;
     bar.finish_and_clear();
     results.note_rss(server.peak_rss_mb());
     receiver_task.abort();
@@ -125,16 +111,9 @@ pub async fn outage(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let early = failed
         .load(Ordering::Relaxed)
         .saturating_sub(OUTAGE_ENDPOINTS);
-    let mut seen = std::mem::take(&mut *arrivals.samples.lock().expect("samples lock"));
-    seen.sort_by(f64::total_cmp);
-    let p = |q| percentile(&seen, q).unwrap_or(0.0);
     results.outage = Some(Outage {
-        b_latency: Latency {
-            p50: p(50.0),
-            p95: p(95.0),
-            p99: p(99.0),
-        },
-        b_events: b_out.ok,
+        b_latency: timed.latency,
+        b_events: timed.events,
         waiting: OUTAGE_ENDPOINTS,
         early_retries: early,
     });
