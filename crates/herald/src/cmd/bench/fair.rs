@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use herald_api::client::Client;
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use super::latency::{now_us, start_receiver, Samples};
 use super::load::{self, Counters, Stop};
-use super::processes::TempDir;
+use super::processes::{Child, TempDir};
 use super::report::{percentile, Fair, Latency, Results};
 use super::scenarios::{check, Ctx};
 
@@ -27,22 +29,10 @@ const B_DURATION: Duration = Duration::from_secs(10);
 /// `fair`: tenant B's p50/p95/p99 while tenant A drains [`FAIR_BACKLOG`] deliveries.
 pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let arrivals: Samples = Arc::default();
-    let (receiver, receiver_task) = start_receiver(arrivals.clone()).await?;
-    let dir = TempDir::new("fair")?;
-    let server = ctx.server(&dir, "all").await?;
-    let admin = ctx.api(&server)?;
-    for tenant in ["tenant-a", "tenant-b"] {
-        admin
-            .create_tenant(tenant)
-            .await
-            .with_context(|| format!("creating {tenant}"))?;
-    }
-    let (a, b) = (
-        admin.clone().for_tenant("tenant-a")?,
-        admin.for_tenant("tenant-b")?,
-    );
+    let tenants = TwoTenants::start(ctx, "fair", &arrivals).await?;
+    let (a, b, receiver) = (&tenants.a, tenants.b.clone(), &tenants.receiver);
     for i in 0..FAIR_ENDPOINTS {
-        load::create_endpoint(&a, &format!("{receiver}/a/{i}"), None).await?;
+        load::create_endpoint(a, &format!("{receiver}/a/{i}"), None).await?;
     }
     load::create_endpoint(&b, &format!("{receiver}/b"), None).await?;
 
@@ -67,8 +57,8 @@ pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let timed = tenant_b(b, (B_RATE, duration), "fair.b", &arrivals).await?;
     let received = arrivals.total.load(Ordering::Relaxed);
     bar.finish_and_clear();
-    results.note_rss(server.peak_rss_mb());
-    receiver_task.abort();
+    results.note_rss(tenants.server.peak_rss_mb());
+    drop(tenants);
     let a_received = received.saturating_sub(timed.events);
     results.fair = Some(Fair {
         b_latency: timed.latency,
@@ -76,6 +66,52 @@ pub async fn fair(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
         a_left: (events * FAIR_ENDPOINTS).saturating_sub(a_received),
     });
     Ok(())
+}
+
+/// A server with tenants A and B, and the receiver that times tenant B's events; dropping it stops
+/// the receiver, then the server, then removes the server's directory.
+pub struct TwoTenants {
+    /// Tenant A's client.
+    pub a: Client,
+    /// Tenant B's client.
+    pub b: Client,
+    /// The receiver's base URL.
+    pub receiver: String,
+    /// The server under test.
+    pub server: Child,
+    receiver_task: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl TwoTenants {
+    /// Start the receiver (filling `arrivals`) and a server in a fresh directory named after `label`,
+    /// and create both tenants.
+    pub async fn start(ctx: &Ctx, label: &str, arrivals: &Samples) -> anyhow::Result<TwoTenants> {
+        let (receiver, receiver_task) = start_receiver(arrivals.clone()).await?;
+        let dir = TempDir::new(label)?;
+        let server = ctx.server(&dir, "all").await?;
+        let admin = ctx.api(&server)?;
+        for tenant in ["tenant-a", "tenant-b"] {
+            admin
+                .create_tenant(tenant)
+                .await
+                .with_context(|| format!("creating {tenant}"))?;
+        }
+        Ok(TwoTenants {
+            a: admin.clone().for_tenant("tenant-a")?,
+            b: admin.for_tenant("tenant-b")?,
+            receiver,
+            server,
+            receiver_task,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for TwoTenants {
+    fn drop(&mut self) {
+        self.receiver_task.abort();
+    }
 }
 
 /// What [`tenant_b`] measured.
@@ -90,7 +126,7 @@ pub struct Timed {
 /// time, wait until all of them have arrived at the receiver that fills `arrivals` (60 s at most), and
 /// take their publish-to-receive percentiles.
 pub async fn tenant_b(
-    client: herald_api::client::Client,
+    client: Client,
     (rate, duration): (u32, Duration),
     event_type: &'static str,
     arrivals: &Samples,

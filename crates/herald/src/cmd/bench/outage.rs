@@ -13,10 +13,9 @@ use axum::Router;
 use herald_api::endpoints::EndpointInput;
 use serde_json::json;
 
-use super::fair::tenant_b;
-use super::latency::{start_receiver, Samples};
+use super::fair::{tenant_b, TwoTenants};
+use super::latency::Samples;
 use super::load::{self, Counters, Stop};
-use super::processes::TempDir;
 use super::report::{Outage, Results};
 use super::scenarios::{check, Ctx};
 
@@ -46,22 +45,10 @@ async fn start_down_receiver(
 /// `outage`: tenant B's p50/p95/p99 while [`OUTAGE_ENDPOINTS`] endpoints of tenant A wait to retry.
 pub async fn outage(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let arrivals: Samples = Arc::default();
-    let (receiver, receiver_task) = start_receiver(arrivals.clone()).await?;
     let failed = Arc::new(AtomicU64::new(0));
     let (down, down_task) = start_down_receiver(failed.clone()).await?;
-    let dir = TempDir::new("outage")?;
-    let server = ctx.server(&dir, "all").await?;
-    let admin = ctx.api(&server)?;
-    for tenant in ["tenant-a", "tenant-b"] {
-        admin
-            .create_tenant(tenant)
-            .await
-            .with_context(|| format!("creating {tenant}"))?;
-    }
-    let (a, b) = (
-        admin.clone().for_tenant("tenant-a")?,
-        admin.for_tenant("tenant-b")?,
-    );
+    let tenants = TwoTenants::start(ctx, "outage", &arrivals).await?;
+    let (a, b) = (tenants.a.clone(), tenants.b.clone());
     let bar = ctx.bar("outage", None);
     bar.set_message(format!("tenant A creates {OUTAGE_ENDPOINTS} endpoints"));
     let an_hour_out: herald_core::retry::RetryPolicy =
@@ -85,7 +72,7 @@ pub async fn outage(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     )
     .await;
     check(&created, "tenant A's endpoints")?;
-    load::create_endpoint(&b, &format!("{receiver}/b"), None).await?;
+    load::create_endpoint(&b, &format!("{}/b", tenants.receiver), None).await?;
 
     bar.set_message("tenant A's endpoints fail their first attempt");
     if !load::publish_ok(&a, "outage.a", &json!({})).await {
@@ -105,8 +92,8 @@ pub async fn outage(ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
     let duration = ctx.duration.max(B_DURATION);
     let timed = tenant_b(b, (B_RATE, duration), "outage.b", &arrivals).await?;
     bar.finish_and_clear();
-    results.note_rss(server.peak_rss_mb());
-    receiver_task.abort();
+    results.note_rss(tenants.server.peak_rss_mb());
+    drop(tenants);
     down_task.abort();
     let early = failed
         .load(Ordering::Relaxed)
