@@ -10,6 +10,7 @@
 //!   `StoreError::Unavailable` (the API answers 503), never as a hang.
 
 mod batch;
+mod claim_rows;
 mod claim_writes;
 mod claims;
 mod deliveries;

@@ -7,7 +7,9 @@
 
 use deadpool_postgres::Pool;
 
-use super::{batch, claim_writes, claims, fan_out, key_walk, plan_mode, records, stats};
+use super::{
+    batch, claim_rows, claim_writes, claims, fan_out, key_walk, plan_mode, records, stats,
+};
 
 /// Connections warmed at start-up: the dispatcher, the recorder, the publish batchers and an API read.
 pub(super) const WARM_CONNECTIONS: usize = 6;
@@ -20,7 +22,7 @@ fn hot_statements() -> [&'static str; 19] {
         crate::sql::DUE_ROWS_UP_TO,
         claims::TAKE_CLAIM_LOCK,
         key_walk::KEY_STATE,
-        claims::READ_ROUND.as_str(),
+        claim_rows::READ_ROUND.as_str(),
         plan_mode::PLAN_FOR_PARAMETERS,
         plan_mode::PLAN_AS_CACHED,
         claim_writes::LEASE,
