@@ -401,6 +401,10 @@ pub struct ClaimRequest {
     /// in flight (see [`crate::claiming::lease_room`]); 1 leases only what can be sent at once. The
     /// leases beyond are the key's next requests, ready to start as responses come back.
     pub lease_window: u32,
+    /// Most leases the claim may take beyond what their keys can send at once (the part of a lease
+    /// window past a window of 1), across its keys in walk order: the room the node has for leases
+    /// waiting their turn. Leases past that room would be handed back as soon as they were taken.
+    pub most_ahead: usize,
     /// Keys given a lease window of 1 whatever `lease_window` says: those whose latest request from this
     /// node failed, so that what their failures do to their circuit breaker is recorded before more of
     /// their requests are sent.

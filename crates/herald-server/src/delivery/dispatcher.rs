@@ -40,9 +40,9 @@ const LEASE_WINDOW: u32 = 16;
 /// At most this share of the global concurrency waits for an endpoint's turn ([`most_waiting`]).
 const WAITING_SHARE: usize = 4;
 
-/// How many leased deliveries may wait for their endpoint's turn on a node of `concurrency`: past it,
-/// claims lease only what can be sent at once and a delivery that would wait is handed back, so
-/// endpoints that hang cannot park the node's capacity in waiting leases.
+/// How many leased deliveries may wait for their endpoint's turn on a node of `concurrency`. A claim
+/// leases ahead only into the room left ([`ClaimRequest::most_ahead`]), and a delivery that would wait
+/// past it is handed back, so endpoints that hang cannot park the node's capacity in waiting leases.
 pub fn most_waiting(concurrency: usize) -> usize {
     concurrency / WAITING_SHARE
 }
@@ -145,11 +145,9 @@ impl Dispatch {
             node: self.context.owner.clone(),
             after_key: self.cursor.lock().expect("cursor").clone(),
             default_max_in_flight: self.config.default_max_in_flight,
-            lease_window: if self.context.limits.waiting() < most_waiting(self.config.concurrency) {
-                LEASE_WINDOW
-            } else {
-                1
-            },
+            lease_window: LEASE_WINDOW,
+            most_ahead: most_waiting(self.config.concurrency)
+                .saturating_sub(self.context.limits.waiting()),
             narrow_keys: self.context.limits.failing(),
             hinted_keys: self.context.hints.take(),
         };

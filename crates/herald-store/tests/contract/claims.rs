@@ -221,6 +221,25 @@ pub async fn narrow_keys_get_no_lease_window(store: Shared) {
     );
 }
 
+/// A claim leases ahead of what its keys can send at once no more than `most_ahead`: the room its node
+/// has for leases waiting their turn.
+pub async fn leases_ahead_stop_at_most_ahead(store: Shared) {
+    let mut ep = endpoint(DEFAULT_TENANT, 1, &["*"]);
+    ep.max_in_flight = 3;
+    store.create_endpoint(&ep).await.unwrap();
+    for i in 0..20 {
+        publish(&store, "ahead", BASE + i).await;
+    }
+    let mut request = claim_request("w1", BASE + 100, 50);
+    request.lease_window = 4;
+    request.most_ahead = 2;
+    assert_eq!(claimed(&store, &request).await.len(), 3 + 2);
+    request.most_ahead = 0;
+    assert!(claimed(&store, &request).await.is_empty());
+    request.most_ahead = 100;
+    assert_eq!(claimed(&store, &request).await.len(), 4 * 3 - 5);
+}
+
 /// Keys are leased ahead of what they can send only with slots no key could use now: a claim that the
 /// keys' free requests can fill takes no more of any key than it can send.
 pub async fn keys_lease_ahead_only_with_idle_slots(store: Shared) {

@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             claims::per_key_limits,
             claims::peer_leases_shrink_a_nodes_share,
             claims::narrow_keys_get_no_lease_window,
+            claims::leases_ahead_stop_at_most_ahead,
             claims::keys_lease_ahead_only_with_idle_slots,
             scheduling::claims_interleave_keys,
             scheduling::the_walk_resumes_where_it_stopped,
@@ -234,6 +235,7 @@ pub fn claim_request(owner: &str, now_ms: i64, limit: usize) -> ClaimRequest {
         after_key: String::new(),
         default_max_in_flight: 1_000,
         lease_window: WINDOW,
+        most_ahead: usize::MAX,
         narrow_keys: Default::default(),
         hinted_keys: Vec::new(),
     }

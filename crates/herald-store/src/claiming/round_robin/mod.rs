@@ -347,7 +347,8 @@ pub fn due_keys(keys: &[KeyDue], now_ms: i64) -> Vec<&str> {
 /// every key with work (`walk_complete`) and what they can send at once is less than the claim's
 /// `remaining` slots. Leases beyond what a key can send wait for its turn and hold a slot meanwhile, so
 /// they are worth taking only with slots no other key could use (one busy endpoint), never in place of a
-/// request another endpoint could send now (many endpoints sharing the node's slots).
+/// request another endpoint could send now (many endpoints sharing the node's slots), and at most
+/// [`ClaimRequest::most_ahead`] of them.
 pub fn step_shares(
     keys: &[KeyDue],
     in_flight: &HashMap<String, Leases>,
@@ -357,10 +358,28 @@ pub fn step_shares(
     remaining: usize,
 ) -> Vec<KeyShare> {
     let sendable = due_shares(keys, in_flight, now_ms, request, false);
-    if !walk_complete || sendable.iter().map(|s| s.free).sum::<usize>() >= remaining {
+    if !walk_complete
+        || request.most_ahead == 0
+        || sendable.iter().map(|s| s.free).sum::<usize>() >= remaining
+    {
         return sendable;
     }
-    due_shares(keys, in_flight, now_ms, request, true)
+    let ahead = due_shares(keys, in_flight, now_ms, request, true);
+    cap_ahead(ahead, &sendable, request.most_ahead)
+}
+
+/// Cut what the shares `ahead` give beyond the `sendable` ones to `most` leases in all, first keys
+/// first ([`ClaimRequest::most_ahead`]).
+fn cap_ahead(mut ahead: Vec<KeyShare>, sendable: &[KeyShare], mut most: usize) -> Vec<KeyShare> {
+    let now: HashMap<&str, usize> = sendable.iter().map(|s| (s.key.as_str(), s.free)).collect();
+    for share in &mut ahead {
+        let base = now.get(share.key.as_str()).copied().unwrap_or(0);
+        let extra = share.free.saturating_sub(base).min(most);
+        most -= extra;
+        share.free = base + extra;
+    }
+    ahead.retain(|s| s.free > 0);
+    ahead
 }
 
 /// The keys of a step that may be given work and have room for more leases, with how many

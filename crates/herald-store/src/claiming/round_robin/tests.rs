@@ -237,6 +237,7 @@ fn an_open_breaker_gives_no_work_and_a_half_open_one_a_single_probe() {
 fn keys_lease_ahead_only_with_slots_no_key_could_send_now() {
     let windowed = ClaimRequest {
         lease_window: 4,
+        most_ahead: usize::MAX,
         ..request(16)
     };
     let keys = [key("a"), key("b")];
@@ -253,4 +254,30 @@ fn keys_lease_ahead_only_with_slots_no_key_could_send_now() {
     let busy = HashMap::from([("a".to_string(), Leases { all: 4, peers: 0 })]);
     let shares = step_shares(&keys[..1], &busy, 0, &windowed, true, 20);
     assert_eq!(shares[0].free, 12);
+}
+
+#[test]
+fn leases_ahead_stop_at_the_room_for_waiting_ones() {
+    let keys = [key("a"), key("b")];
+    let windowed = |most_ahead| ClaimRequest {
+        lease_window: 4,
+        most_ahead,
+        ..request(16)
+    };
+    // Each key can send 4 and may hold 16: 10 leases ahead go to the first key, then 2 to the next.
+    let shares = step_shares(&keys, &HashMap::new(), 0, &windowed(14), true, 40);
+    assert_eq!(shares.iter().map(|s| s.free).collect::<Vec<_>>(), [16, 6]);
+    // With no room for waiting leases, the keys get what they can send now.
+    let shares = step_shares(&keys, &HashMap::new(), 0, &windowed(0), true, 40);
+    assert_eq!(shares.iter().map(|s| s.free).collect::<Vec<_>>(), [4, 4]);
+    // A key sending all it may gets only the room, and a key with none left is dropped.
+    let busy = HashMap::from([("a".to_string(), Leases { all: 4, peers: 0 })]);
+    let shares = step_shares(&keys, &busy, 0, &windowed(3), true, 40);
+    assert_eq!(
+        shares
+            .iter()
+            .map(|s| (s.key.as_str(), s.free))
+            .collect::<Vec<_>>(),
+        [("a", 3), ("b", 4)]
+    );
 }
