@@ -1,5 +1,6 @@
 //! One attempt of one claimed delivery: sign, send, let the retry policy decide, hand the result to the recorder.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,6 +51,9 @@ pub struct AttemptContext {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// Keys the next claim visits first: an endpoint that just took a delivery may have more.
     pub hints: Arc<super::hints::Hints>,
+    /// Results sent to the recorder and not yet taken into a batch: their requests are done, but their
+    /// leases still count in the store until the batch is written.
+    pub unrecorded: AtomicUsize,
 }
 
 /// A leased delivery, with what its attempt needs: the owner id it was claimed under and its slot of
@@ -335,7 +339,10 @@ pub async fn run(
     };
     // The recorder outlives every attempt task; a send error means the node is shutting down, and the lease
     // expiry will hand the delivery to a worker again.
-    let _ = ctx.results.send(result).await;
+    ctx.unrecorded.fetch_add(1, Ordering::Relaxed);
+    if ctx.results.send(result).await.is_err() {
+        ctx.unrecorded.fetch_sub(1, Ordering::Relaxed);
+    }
     if next == NextState::Delivered {
         // Only endpoints that answer are hinted: one in an outage has its next work scheduled later.
         ctx.hints.add([d.dispatch_key.as_str()]);

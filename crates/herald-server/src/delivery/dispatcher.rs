@@ -146,8 +146,11 @@ impl Dispatch {
             after_key: self.cursor.lock().expect("cursor").clone(),
             default_max_in_flight: self.config.default_max_in_flight,
             lease_window: LEASE_WINDOW,
+            // Leases of finished requests whose results are not yet written still count in the store:
+            // a key the store sees as full may in truth start that many at once.
             most_ahead: most_waiting(self.config.concurrency)
-                .saturating_sub(self.context.limits.waiting()),
+                .saturating_sub(self.context.limits.waiting())
+                + self.context.unrecorded.load(Ordering::Relaxed),
             narrow_keys: self.context.limits.failing(),
             hinted_keys: self.context.hints.take(),
         };

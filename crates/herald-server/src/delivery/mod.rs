@@ -122,6 +122,7 @@ impl Engine {
             health: config.health,
             telemetry,
             hints: Arc::default(),
+            unrecorded: Default::default(),
         });
         let permits = Arc::new(Semaphore::new(config.concurrency));
         Engine {

@@ -11,6 +11,7 @@
 //! is written again without its response body, and if even that fails it is dropped with an error in the log:
 //! its lease then expires and the delivery is attempted again (at-least-once).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -85,6 +86,12 @@ async fn write_batch(
     _turn: OwnedSemaphorePermit,
 ) {
     if let Some(dispatch) = &dispatch {
+        // The batch's leases are freed in the commit that records it, which its refill claims in. Each
+        // result was counted before it was sent, and the channel orders that before this.
+        dispatch
+            .context
+            .unrecorded
+            .fetch_sub(batch.len(), Ordering::Relaxed);
         dispatch
             .committing
             .settled(batch.iter().map(|r| r.owner.as_str()))
