@@ -13,23 +13,31 @@ use crate::stats::{self, StatsRow};
 /// Log attempts (`$1`…`$8`: delivery ids, owners, numbers, starts, durations, codes, errors, bodies),
 /// unless another owner now holds the delivery's lease. The lease is read by id in a scalar subquery,
 /// which PostgreSQL keeps as a lookup per attempt: as `NOT EXISTS`, a plan made on a young store
-/// anti-joins against every leased row ([`super::plan_mode`]).
+/// anti-joins against every leased row ([`super::plan_mode`]). The status is tested in the subquery's
+/// output, not its `WHERE`, so that only the primary key can find the row ([`ADVANCE_DELIVERIES`]).
 pub(super) const LOG_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, number, started_ms, duration_ms, status_code, error, response_body) \
      SELECT u.id, u.number, u.started, u.duration, u.code, u.error, u.body \
      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
                  $8::text[]) AS u(id, owner, number, started, duration, code, error, body) \
-     WHERE (SELECT d.lease_owner <> u.owner FROM deliveries d WHERE d.id = u.id AND d.status = 'in_progress') \
+     WHERE (SELECT d.status = 'in_progress' AND d.lease_owner <> u.owner FROM deliveries d WHERE d.id = u.id) \
            IS NOT TRUE \
      ON CONFLICT DO NOTHING";
 
 /// Move leased deliveries on (`$1`…`$9`: ids, owners, statuses, numbers, 4xx flags, due times, codes,
 /// errors, now), each only while still leased to its owner. Planned for its parameters each time
 /// ([`super::plan_mode`]).
+///
+/// The lease and its owner are tested together, as the owner while leased (a `CASE`), because the
+/// partial index of leases cannot serve that form: with `status = 'in_progress'` beside `id = u.id`,
+/// PostgreSQL may read every lease in the cluster through that index rather than one row per id
+/// through the primary key. It does so whenever the statistics were taken while few leases were held
+/// (after a quiet moment's `ANALYZE`), and a busy node's record of a hundred results then reads each
+/// of its hundred-odd leases a hundred times.
 pub(super) const ADVANCE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, attempt_count = u.number, count_4xx = d.count_4xx + u.was_4xx, \
      due_ms = u.due, lease_owner = NULL, last_status_code = u.code, last_error = u.error, updated_ms = u.now \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
                  $8::text[], $9::bigint[]) AS u(id, owner, status, number, was_4xx, due, code, error, now) \
-     WHERE d.id = u.id AND d.lease_owner = u.owner AND d.status = 'in_progress' \
+     WHERE d.id = u.id AND CASE WHEN d.status = 'in_progress' THEN d.lease_owner END = u.owner \
      RETURNING d.id, d.tenant_id, COALESCE(d.endpoint_id, '')";
 
 /// Record `results` inside `tx`: log each attempt and move its delivery on, in two statements; then fold

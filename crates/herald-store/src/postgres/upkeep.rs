@@ -17,7 +17,8 @@ pub async fn release_leases(
     // The engine may give leases back while the claim that took them is still committing (a refill
     // starts its attempts before its commit). An UPDATE alone would read the rows as they were before
     // that claim, not match them and leave them leased; waiting for their row locks first means the
-    // UPDATE, a statement of its own with a snapshot of its own, sees the claim's outcome.
+    // UPDATE, a statement of its own with a snapshot of its own, sees the claim's outcome. The lease is
+    // tested as its owner while leased, so the rows are found by id (`records::ADVANCE_DELIVERIES`).
     c.execute(
         "SELECT 1 FROM deliveries WHERE id = ANY($1) FOR UPDATE",
         &[&ids],
@@ -27,7 +28,7 @@ pub async fn release_leases(
     c.execute(
         "UPDATE deliveries SET status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
          due_ms = $1, lease_owner = NULL, updated_ms = $1 \
-         WHERE status = 'in_progress' AND id = ANY($2) AND lease_owner = $3",
+         WHERE id = ANY($2) AND CASE WHEN status = 'in_progress' THEN lease_owner END = $3",
         &[&now_ms, &ids, &owner],
     )
     .await
